@@ -1,0 +1,199 @@
+//! One typed configuration, layered: built-in defaults, then a TOML file, then `MIBOT_*`
+//! environment variables (`MIBOT_TRIAGE__ANSWER_THRESHOLD=0.6`), then command-line flags.
+//!
+//! `config/default.toml` documents every key with its default; a test keeps it equal to
+//! [`Config::default`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything mibot can be configured with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the server listens.
+    pub server: ServerConfig,
+    /// Where data lives.
+    pub storage: StorageConfig,
+    /// Where intents and knowledge packs are read from.
+    pub content: ContentConfig,
+    /// Limits of the shopper chat.
+    pub chat: ChatConfig,
+    /// When the bot answers, asks back, or hands over.
+    pub triage: TriageConfig,
+}
+
+/// Network settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+}
+
+/// Storage settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory for the SQLite database and the search indexes; created if missing.
+    pub data_dir: PathBuf,
+}
+
+/// Content settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentConfig {
+    /// Directory of intent files, one per intent.
+    pub intents_dir: PathBuf,
+    /// Directory with one sub-directory of packs per store; each becomes a served store.
+    pub knowledge_dir: PathBuf,
+}
+
+/// Shopper chat limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Longest message text accepted, in characters.
+    pub max_message_chars: usize,
+    /// Largest WebSocket frame accepted, in bytes; a larger one closes the connection.
+    pub max_frame_bytes: usize,
+    /// How many earlier messages a resumed conversation gets back.
+    pub history_limit: u32,
+}
+
+/// Triage thresholds. Scores are similarities between 0 and 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriageConfig {
+    /// At or above this score (and with a clear margin) the bot answers.
+    pub answer_threshold: f32,
+    /// At or above this score the bot offers suggestions instead of falling back.
+    pub clarify_threshold: f32,
+    /// The best entry must lead the runner-up by this much to be answered outright.
+    pub min_margin: f32,
+    /// Most suggestions offered in a clarify reply.
+    pub max_suggestions: usize,
+    /// Fallbacks in a row after which the conversation goes to a person.
+    pub fallbacks_before_handoff: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./data") }
+    }
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        Self { intents_dir: PathBuf::from("./intents"), knowledge_dir: PathBuf::from("./knowledge") }
+    }
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self { max_message_chars: 2000, max_frame_bytes: 64 * 1024, history_limit: 50 }
+    }
+}
+
+impl Default for TriageConfig {
+    fn default() -> Self {
+        Self {
+            answer_threshold: 0.55,
+            clarify_threshold: 0.3,
+            min_margin: 0.08,
+            max_suggestions: 3,
+            fallbacks_before_handoff: 2,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            content: ContentConfig::default(),
+            chat: ChatConfig::default(),
+            triage: TriageConfig::default(),
+        }
+    }
+}
+
+/// A configuration that could not be loaded or does not make sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read or parsed.
+    #[error(transparent)]
+    Load(#[from] Box<figment::Error>),
+    /// The values are inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given; it must exist), then `MIBOT_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment.merge(Env::prefixed("MIBOT_").split("__")).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.triage;
+        let unit = |x: f32| (0.0..=1.0).contains(&x);
+        if !unit(t.answer_threshold) || !unit(t.clarify_threshold) || !unit(t.min_margin) {
+            return Err(ConfigError::Invalid("triage thresholds and margin must be between 0 and 1".into()));
+        }
+        if t.clarify_threshold > t.answer_threshold {
+            return Err(ConfigError::Invalid(
+                "triage.clarify_threshold must not be above triage.answer_threshold".into(),
+            ));
+        }
+        if t.fallbacks_before_handoff == 0 {
+            return Err(ConfigError::Invalid("triage.fallbacks_before_handoff must be at least 1".into()));
+        }
+        if self.chat.max_message_chars == 0 || self.chat.max_frame_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "chat.max_message_chars must be positive and chat.max_frame_bytes at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_toml_matches_the_built_in_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let loaded = Config::load(Some(&path)).expect("config/default.toml loads");
+        assert_eq!(loaded, Config::default());
+    }
+
+    #[test]
+    fn inconsistent_thresholds_are_rejected() {
+        let mut config = Config::default();
+        config.triage.clarify_threshold = 0.9;
+        assert!(config.validate().is_err());
+    }
+}

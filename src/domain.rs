@@ -1,0 +1,288 @@
+//! Domain types shared by every stage: identifiers, languages, chat status and validated text.
+//!
+//! Input is parsed into these at the edge (the gateway), so the stages behind it never see a raw
+//! string where a closed set or an identifier is meant.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A store served by this deployment, e.g. `demo`. Lowercase ASCII letters, digits, `-` and `_`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StoreId(String);
+
+impl StoreId {
+    /// Validates a store name.
+    pub fn parse(raw: &str) -> Result<Self, InvalidStoreId> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidStoreId) }
+    }
+
+    /// The store name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A store name that is not lowercase ASCII letters, digits, `-` or `_` (1 to 64 of them).
+#[derive(Debug, thiserror::Error)]
+#[error("a store name is 1 to 64 lowercase letters, digits, '-' or '_'")]
+pub struct InvalidStoreId;
+
+impl TryFrom<String> for StoreId {
+    type Error = InvalidStoreId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<StoreId> for String {
+    fn from(value: StoreId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for StoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A conversation between one shopper and the store (bot, then perhaps a person).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConversationId(pub uuid::Uuid);
+
+impl ConversationId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for ConversationId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The secret a shopper presents to continue a conversation after a reconnect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResumeToken(pub String);
+
+impl ResumeToken {
+    /// A fresh unguessable token (122 random bits).
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
+impl Default for ResumeToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The id a client gives its own message, so a resend is recognised and not answered twice.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientMessageId(pub String);
+
+/// A stored message's id, assigned by the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageId(pub i64);
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The shopper.
+    Shopper,
+    /// The bot.
+    Bot,
+    /// A human agent.
+    Agent,
+    /// mibot itself: handoff notices and the like.
+    System,
+}
+
+/// Where a conversation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatStatus {
+    /// The bot answers.
+    Bot,
+    /// Handed over; waiting for a person. The bot stays silent.
+    WaitingForAgent,
+    /// A person owns the chat. The bot stays silent.
+    WithAgent,
+    /// Finished.
+    Closed,
+}
+
+/// Why a conversation was handed to a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffReason {
+    /// The shopper asked for a person (转人工).
+    AskedForHuman,
+    /// The shopper complained.
+    Complaint,
+    /// The bot could not answer several times in a row.
+    RepeatedFallback,
+}
+
+macro_rules! str_enum {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The stable name used on the wire and in storage.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            /// Parses the stable name.
+            pub fn parse(raw: &str) -> Option<Self> {
+                match raw { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+str_enum!(Role { Shopper => "shopper", Bot => "bot", Agent => "agent", System => "system" });
+str_enum!(ChatStatus {
+    Bot => "bot",
+    WaitingForAgent => "waiting_for_agent",
+    WithAgent => "with_agent",
+    Closed => "closed",
+});
+str_enum!(HandoffReason {
+    AskedForHuman => "asked_for_human",
+    Complaint => "complaint",
+    RepeatedFallback => "repeated_fallback",
+});
+
+/// The two languages mibot speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lang {
+    /// Simplified Chinese.
+    #[default]
+    Zh,
+    /// English.
+    En,
+}
+
+str_enum!(Lang { Zh => "zh", En => "en" });
+
+impl Lang {
+    /// The language to answer a message in: Chinese if it has any Han character, else English.
+    pub fn detect(text: &str) -> Self {
+        if text.chars().any(is_han) { Lang::Zh } else { Lang::En }
+    }
+}
+
+/// Whether `c` is a CJK unified ideograph (the common Han blocks).
+pub fn is_han(c: char) -> bool {
+    matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}')
+}
+
+/// Text in one or both languages. In pack files either a plain string (the same in both) or
+/// a table `{ zh = "…", en = "…" }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LocalizedText {
+    /// The same text whatever the language.
+    Plain(String),
+    /// Per-language text; at least one must be present.
+    ByLang {
+        /// Chinese.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        zh: Option<String>,
+        /// English.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        en: Option<String>,
+    },
+}
+
+impl LocalizedText {
+    /// The text in `lang`, falling back to the other language.
+    pub fn get(&self, lang: Lang) -> &str {
+        match self {
+            Self::Plain(text) => text,
+            Self::ByLang { zh, en } => {
+                let (first, second) = match lang {
+                    Lang::Zh => (zh, en),
+                    Lang::En => (en, zh),
+                };
+                first.as_deref().or(second.as_deref()).unwrap_or("")
+            }
+        }
+    }
+
+    /// Every distinct variant, for indexing.
+    pub fn variants(&self) -> Vec<&str> {
+        match self {
+            Self::Plain(text) => vec![text.as_str()],
+            Self::ByLang { zh, en } => zh.iter().chain(en.iter()).map(String::as_str).collect(),
+        }
+    }
+
+    /// True when no language has any non-blank text.
+    pub fn is_blank(&self) -> bool {
+        self.variants().iter().all(|t| t.trim().is_empty())
+    }
+}
+
+/// Milliseconds since the Unix epoch: how mibot stores and compares instants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Millis(pub i64);
+
+impl Millis {
+    /// The current instant.
+    pub fn now() -> Self {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_ids_are_validated() {
+        assert!(StoreId::parse("demo").is_ok());
+        assert!(StoreId::parse("shop_2-b").is_ok());
+        assert!(StoreId::parse("").is_err());
+        assert!(StoreId::parse("Demo").is_err());
+        assert!(StoreId::parse("../etc").is_err());
+    }
+
+    #[test]
+    fn language_follows_han_characters() {
+        assert_eq!(Lang::detect("X1 多少钱"), Lang::Zh);
+        assert_eq!(Lang::detect("how much is the X1?"), Lang::En);
+    }
+
+    #[test]
+    fn localized_text_falls_back_to_the_other_language() {
+        let only_zh = LocalizedText::ByLang { zh: Some("你好".into()), en: None };
+        assert_eq!(only_zh.get(Lang::En), "你好");
+        assert_eq!(LocalizedText::Plain("8GB".into()).get(Lang::Zh), "8GB");
+    }
+}

@@ -1,0 +1,147 @@
+//! The shopper WebSocket: one task per connection, split into a reader (this task) and a
+//! writer task that owns the sink. Everything else sends to the writer through a bounded
+//! channel.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::AppState;
+use crate::domain::StoreId;
+use crate::protocol::{ErrorCode, ProtocolError, ServerEvent, parse_client_event};
+use crate::session::{Session, SessionError};
+
+/// Query parameters of `/ws/chat`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ChatParams {
+    store: Option<String>,
+}
+
+/// Upgrades to the chat protocol.
+pub(super) async fn upgrade(
+    State(state): State<AppState>,
+    Query(params): Query<ChatParams>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let max = state.config.chat.max_frame_bytes;
+    let connections = state.connections.clone();
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connections.track_future(serve(socket, state, params.store)))
+}
+
+/// A close frame for the writer to send last.
+type Close = (u16, &'static str);
+
+async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
+    let (sink, mut stream) = socket.split();
+    let (out, out_rx) = mpsc::channel::<ServerEvent>(64);
+    let (close, close_rx) = oneshot::channel::<Close>();
+    let writer = tokio::spawn(write_frames(sink, out_rx, close_rx));
+
+    let knowledge = store
+        .as_deref()
+        .and_then(|s| StoreId::parse(s).ok())
+        .and_then(|id| state.knowledge.get(&id).cloned());
+    let Some(knowledge) = knowledge else {
+        let shown = store.unwrap_or_default();
+        let error = ProtocolError::new(ErrorCode::UnknownStore, format!("no store named {shown:?} is served here"));
+        let _ = out.send(error.into()).await;
+        let _ = close.send((close_code::POLICY, "unknown store"));
+        drop(out);
+        let _ = writer.await;
+        return;
+    };
+
+    let mut session = Session::new(knowledge, Arc::clone(&state.store), Arc::clone(&state.config), out.clone());
+    let close_with = loop {
+        let frame = tokio::select! {
+            () = state.shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
+            frame = stream.next() => frame,
+        };
+        let result = match frame {
+            None | Some(Ok(Message::Close(_))) => break None,
+            Some(Ok(Message::Text(text))) => match parse_client_event(&text) {
+                Ok(event) => session.handle(event).await,
+                Err(error) => Err(error.into()),
+            },
+            Some(Ok(Message::Binary(_))) => Err(ProtocolError::new(
+                ErrorCode::BinaryNotSupported,
+                "binary frames are not part of the protocol; send JSON text frames",
+            )
+            .into()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            Some(Err(error)) => {
+                // Oversized frames and broken framing: the stream cannot be trusted any more.
+                tracing::debug!(%error, "websocket read failed");
+                break Some((close_code::SIZE, "frame too large or malformed"));
+            }
+        };
+        let error = match result {
+            Ok(()) => continue,
+            Err(SessionError::Protocol(error)) => error,
+            Err(SessionError::Store(error)) => {
+                tracing::error!(error = %error, "storage failed while handling a shopper frame");
+                ProtocolError::new(
+                    ErrorCode::Unavailable,
+                    "the message could not be saved; nothing was acknowledged, please send it again",
+                )
+            }
+            Err(SessionError::Disconnected) => break None,
+        };
+        if out.send(error.into()).await.is_err() {
+            break None;
+        }
+    };
+    if let Some(frame) = close_with {
+        let _ = close.send(frame);
+    }
+    drop((session, out));
+    let _ = writer.await;
+}
+
+/// Sends events in order, then the close frame if one is asked for. Events already queued go
+/// out before the close frame.
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut events: mpsc::Receiver<ServerEvent>,
+    mut close: oneshot::Receiver<Close>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                let json = match serde_json::to_string(&event) {
+                    Ok(json) => json,
+                    Err(error) => {
+                        tracing::error!(%error, "could not encode a server event");
+                        continue;
+                    }
+                };
+                if sink.send(Message::Text(Utf8Bytes::from(json))).await.is_err() {
+                    return;
+                }
+            }
+            frame = &mut close => {
+                while let Ok(event) = events.try_recv() {
+                    if let Ok(json) = serde_json::to_string(&event) {
+                        let _ = sink.send(Message::Text(Utf8Bytes::from(json))).await;
+                    }
+                }
+                if let Ok((code, reason)) = frame {
+                    let reason = Utf8Bytes::from_static(reason);
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason }))).await;
+                }
+                break;
+            }
+        }
+    }
+    let _ = sink.close().await;
+}

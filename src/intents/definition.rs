@@ -1,0 +1,116 @@
+//! The intent file format and its validation.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::Intent;
+use crate::domain::{HandoffReason, LocalizedText};
+
+/// One intent file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentFile {
+    /// The intent's name; must equal the file name.
+    pub name: String,
+    /// One line for merchants.
+    #[serde(default)]
+    pub description: String,
+    /// Regular expressions, matched case-insensitively; a match decides the intent.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Example utterances, indexed for retrieval.
+    #[serde(default)]
+    pub examples: Vec<String>,
+    /// What happens when the intent is recognised.
+    pub action: ActionKind,
+    /// For `handoff`: why.
+    #[serde(default)]
+    pub reason: Option<HandoffReason>,
+    /// What the bot says.
+    pub response: LocalizedText,
+    /// What the bot asks when a slot is missing.
+    #[serde(default)]
+    pub ask: Option<LocalizedText>,
+    /// Slot name → pattern whose first group is the value.
+    #[serde(default)]
+    pub slots: BTreeMap<String, String>,
+}
+
+/// The `action` key of an intent file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Say the response.
+    Reply,
+    /// Hand the chat to a person, saying the response.
+    Handoff,
+    /// Look up an order: needs the `order` slot; asks for it when missing.
+    OrderStatus,
+}
+
+/// What an intent does when recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Say the response.
+    Reply,
+    /// Hand the chat to a person.
+    Handoff(HandoffReason),
+    /// Tell the shopper about an order (the `{order}` slot), or ask for its number.
+    OrderStatus,
+}
+
+impl Action {
+    /// Lower is more decisive when several intents' rules match one message.
+    pub(crate) fn precedence(self) -> u8 {
+        match self {
+            Action::Handoff(HandoffReason::Complaint) => 0,
+            Action::Handoff(_) => 1,
+            Action::OrderStatus => 2,
+            Action::Reply => 3,
+        }
+    }
+}
+
+impl IntentFile {
+    pub(super) fn validate(self) -> Result<Intent, String> {
+        if self.name.trim().is_empty() {
+            return Err("name is empty".into());
+        }
+        if self.response.is_blank() {
+            return Err("response is empty".into());
+        }
+        if self.rules.is_empty() && self.examples.is_empty() {
+            return Err("an intent needs at least one rule or example".into());
+        }
+        for rule in &self.rules {
+            Regex::new(&format!("(?i){rule}")).map_err(|e| format!("rule {rule:?} does not compile: {e}"))?;
+        }
+        let action = match (self.action, self.reason) {
+            (ActionKind::Handoff, Some(reason)) => Action::Handoff(reason),
+            (ActionKind::Handoff, None) => return Err("a handoff intent needs a reason".into()),
+            (_, Some(_)) => return Err("only handoff intents take a reason".into()),
+            (ActionKind::Reply, None) => Action::Reply,
+            (ActionKind::OrderStatus, None) => Action::OrderStatus,
+        };
+        let mut slots = Vec::with_capacity(self.slots.len());
+        for (name, pattern) in self.slots {
+            let re = Regex::new(&format!("(?i){pattern}"))
+                .map_err(|e| format!("slot {name:?} pattern does not compile: {e}"))?;
+            slots.push((name, re));
+        }
+        if action == Action::OrderStatus && !slots.iter().any(|(n, _)| n == "order") {
+            return Err("an order_status intent needs an `order` slot pattern".into());
+        }
+        Ok(Intent {
+            name: self.name,
+            action,
+            response: self.response,
+            ask: self.ask,
+            examples: self.examples.into_iter().filter(|e| !e.trim().is_empty()).collect(),
+            rules: self.rules,
+            slots,
+        })
+    }
+}

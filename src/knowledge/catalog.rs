@@ -1,0 +1,390 @@
+//! The product catalog: recognising which product a question is about and what is asked of it,
+//! and answering from the product's structured fields (attributes, price, stock, promotions).
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use super::pack::{AttributeDef, Pack, Product, StockState};
+use crate::domain::{Lang, LocalizedText, Millis};
+use crate::text::fold_width;
+
+/// What a question asks about a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// A pack-defined attribute (index into the attribute vocabulary).
+    Attribute(usize),
+    /// Its price.
+    Price,
+    /// Its current promotions.
+    Promotion,
+    /// Whether it is in stock.
+    Stock,
+}
+
+/// Words for the fields every product has, in both languages.
+const BUILT_IN: &[(Asked, &[&str])] = &[
+    (Asked::Price, &["多少钱", "价格", "价钱", "售价", "几块钱", "多钱", "price", "how much", "cost", "costs"]),
+    (
+        Asked::Promotion,
+        &["优惠", "活动", "促销", "折扣", "打折", "满减", "优惠券", "promotion", "discount", "deal", "deals", "coupon", "offer", "offers", "on sale"],
+    ),
+    (
+        Asked::Stock,
+        &["有货", "有没有货", "库存", "现货", "缺货", "到货", "in stock", "available", "availability", "sold out", "out of stock"],
+    ),
+];
+
+/// A product mentioned in a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mention {
+    /// Index of the product in the catalog.
+    pub product: usize,
+}
+
+/// The catalog of one store, with its matchers.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    products: Vec<Product>,
+    attributes: Vec<AttributeDef>,
+    names: Matcher<usize>,
+    asks: Matcher<Asked>,
+}
+
+/// An Aho-Corasick automaton over normalised phrases, each with a value.
+#[derive(Debug, Clone)]
+struct Matcher<T> {
+    automaton: AhoCorasick,
+    values: Vec<T>,
+}
+
+impl<T: Copy> Matcher<T> {
+    fn new(phrases: Vec<(String, T)>) -> Self {
+        let (patterns, values): (Vec<String>, Vec<T>) = phrases.into_iter().unzip();
+        let automaton = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)
+            // Plain literal patterns of bounded size always build.
+            .expect("literal patterns build an automaton");
+        Self { automaton, values }
+    }
+
+    /// Values of phrases found in `text` at word boundaries, in order of appearance.
+    fn find(&self, text: &str) -> Vec<T> {
+        self.automaton
+            .find_iter(text)
+            .filter(|m| at_word_boundary(text, m.start(), m.end()))
+            .map(|m| self.values[m.pattern().as_usize()])
+            .collect()
+    }
+}
+
+/// True unless a Latin letter or digit continues the match on either side (an English plural
+/// `s` is allowed after it), so "x1" does not match inside "x10" and "ram" not inside "program".
+fn at_word_boundary(text: &str, start: usize, end: usize) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric();
+    let before = text[..start].chars().next_back();
+    let mut after = text[end..].chars();
+    let next = after.next();
+    let next = if next == Some('s') { after.next() } else { next };
+    !before.is_some_and(word) && !next.is_some_and(word)
+}
+
+/// Lowercased, width-folded, single-spaced: how questions and phrases are compared.
+pub fn normalize(text: &str) -> String {
+    fold_width(text).to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Catalog {
+    /// Builds the matchers for a validated pack.
+    pub fn new(pack: &Pack) -> Self {
+        let mut names = Vec::new();
+        for (i, product) in pack.products.iter().enumerate() {
+            let phrases = product
+                .aliases
+                .iter()
+                .map(String::as_str)
+                .chain(product.name.variants())
+                .chain(std::iter::once(product.sku.as_str()));
+            for phrase in phrases {
+                let phrase = normalize(phrase);
+                if phrase.is_empty() {
+                    continue;
+                }
+                if phrase.contains(' ') {
+                    names.push((phrase.replace(' ', ""), i));
+                }
+                names.push((phrase, i));
+            }
+        }
+        let mut asks = Vec::new();
+        for (i, attribute) in pack.attributes.iter().enumerate() {
+            for word in attribute.synonyms.iter().map(String::as_str).chain(attribute.label.variants()) {
+                asks.push((normalize(word), Asked::Attribute(i)));
+            }
+        }
+        for (asked, words) in BUILT_IN {
+            asks.extend(words.iter().map(|w| (normalize(w), *asked)));
+        }
+        names.retain(|(p, _)| !p.is_empty());
+        asks.retain(|(p, _)| !p.is_empty());
+        Self {
+            products: pack.products.clone(),
+            attributes: pack.attributes.clone(),
+            names: Matcher::new(names),
+            asks: Matcher::new(asks),
+        }
+    }
+
+    /// The products.
+    pub fn products(&self) -> &[Product] {
+        &self.products
+    }
+
+    /// The product with `sku`.
+    pub fn by_sku(&self, sku: &str) -> Option<usize> {
+        self.products.iter().position(|p| p.sku == sku)
+    }
+
+    /// The first product named in `text` (longest name wins).
+    pub fn mentioned(&self, text: &str) -> Option<usize> {
+        self.names.find(&normalize(text)).into_iter().next()
+    }
+
+    /// What `text` asks about a product, each thing once, in order.
+    pub fn asked(&self, text: &str) -> Vec<Asked> {
+        let mut asked = self.asks.find(&normalize(text));
+        let mut seen = Vec::with_capacity(asked.len());
+        asked.retain(|a| {
+            let new = !seen.contains(a);
+            seen.push(*a);
+            new
+        });
+        asked
+    }
+
+    /// The short name shoppers use for a product: its first alias, else its name.
+    pub fn short_name(&self, product: usize, lang: Lang) -> String {
+        let p = &self.products[product];
+        p.aliases.first().cloned().unwrap_or_else(|| p.name.get(lang).to_owned())
+    }
+
+    /// How the bot names an asked field.
+    pub fn label(&self, asked: Asked, lang: Lang) -> String {
+        match (asked, lang) {
+            (Asked::Attribute(i), _) => self.attributes[i].label.get(lang).to_owned(),
+            (Asked::Price, Lang::Zh) => "价格".into(),
+            (Asked::Price, Lang::En) => "price".into(),
+            (Asked::Promotion, Lang::Zh) => "优惠".into(),
+            (Asked::Promotion, Lang::En) => "offers".into(),
+            (Asked::Stock, Lang::Zh) => "库存".into(),
+            (Asked::Stock, Lang::En) => "stock".into(),
+        }
+    }
+
+    /// Answers `asked` about `product` from its fields, one line each; a summary when nothing
+    /// specific is asked. Promotions are filtered by their window at `now`.
+    pub fn answer(&self, product: usize, asked: &[Asked], lang: Lang, now: Millis) -> String {
+        let p = &self.products[product];
+        if asked.is_empty() {
+            return self.summary(p, lang, now);
+        }
+        let lines: Vec<String> = asked.iter().map(|a| self.answer_one(p, *a, lang, now)).collect();
+        lines.join(if lang == Lang::Zh { "" } else { " " })
+    }
+
+    /// Related products' short names, as suggestions.
+    pub fn related(&self, product: usize, lang: Lang) -> Vec<String> {
+        self.products[product]
+            .related
+            .iter()
+            .filter_map(|sku| self.by_sku(sku))
+            .map(|i| self.short_name(i, lang))
+            .collect()
+    }
+
+    fn answer_one(&self, p: &Product, asked: Asked, lang: Lang, now: Millis) -> String {
+        let name = p.name.get(lang);
+        match (asked, lang) {
+            (Asked::Attribute(i), _) => {
+                let def = &self.attributes[i];
+                let label = def.label.get(lang);
+                match (p.attributes.get(&def.key), lang) {
+                    (Some(value), Lang::Zh) => format!("{name}的{label}：{}。", value.get(lang)),
+                    (Some(value), Lang::En) => format!("The {name}'s {label}: {}.", value.get(lang)),
+                    (None, Lang::Zh) => format!("{name}暂无「{label}」信息，可以输入“转人工”咨询客服。"),
+                    (None, Lang::En) => {
+                        format!("I don't have {label} details for the {name}; type \"agent\" to ask a person.")
+                    }
+                }
+            }
+            (Asked::Price, Lang::Zh) => {
+                format!("{name}售价 {}。{}", price(p), self.promotions_line(p, lang, now, false))
+            }
+            (Asked::Price, Lang::En) => {
+                format!("The {name} costs {}. {}", price(p), self.promotions_line(p, lang, now, false))
+                    .trim_end()
+                    .to_owned()
+            }
+            (Asked::Promotion, _) => self.promotions_line(p, lang, now, true),
+            (Asked::Stock, _) => stock_line(name, p.stock, lang),
+        }
+    }
+
+    fn promotions_line(&self, p: &Product, lang: Lang, now: Millis, say_none: bool) -> String {
+        let active: Vec<&str> =
+            p.promotions.iter().filter(|pr| pr.is_active(now)).map(|pr| pr.text.get(lang)).collect();
+        let name = p.name.get(lang);
+        match (active.is_empty(), lang) {
+            (true, _) if !say_none => String::new(),
+            (true, Lang::Zh) => format!("{name}目前没有进行中的优惠活动。"),
+            (true, Lang::En) => format!("There are no current offers on the {name}."),
+            (false, Lang::Zh) => format!("当前优惠：{}。", active.join("；")),
+            (false, Lang::En) => format!("Current offers: {}.", active.join("; ")),
+        }
+    }
+
+    fn summary(&self, p: &Product, lang: Lang, now: Millis) -> String {
+        let name = p.name.get(lang);
+        let description = p.description.as_ref().map(|d| d.get(lang)).unwrap_or_default();
+        let attributes: Vec<String> = p
+            .attributes
+            .iter()
+            .take(4)
+            .filter_map(|(key, value)| {
+                let def = self.attributes.iter().find(|a| &a.key == key)?;
+                Some(format!("{}{}{}", def.label.get(lang), if lang == Lang::Zh { "：" } else { ": " }, value.get(lang)))
+            })
+            .collect();
+        let promotions = self.promotions_line(p, lang, now, false);
+        match lang {
+            Lang::Zh => format!(
+                "{name}，售价 {}，{}。{description}{}{}",
+                price(p),
+                stock_word(p.stock, lang),
+                if attributes.is_empty() { String::new() } else { format!("{}。", attributes.join("；")) },
+                promotions
+            ),
+            Lang::En => format!(
+                "{name}: {}, {}. {description} {}{}",
+                price(p),
+                stock_word(p.stock, lang),
+                if attributes.is_empty() { String::new() } else { format!("{}. ", attributes.join("; ")) },
+                promotions
+            )
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+        }
+    }
+}
+
+fn price(p: &Product) -> String {
+    let amount = if p.price.fract() == 0.0 { format!("{:.0}", p.price) } else { format!("{:.2}", p.price) };
+    match p.currency.as_str() {
+        "CNY" => format!("¥{amount}"),
+        "USD" => format!("${amount}"),
+        "EUR" => format!("€{amount}"),
+        other => format!("{amount} {other}"),
+    }
+}
+
+fn stock_word(stock: StockState, lang: Lang) -> &'static str {
+    match (stock, lang) {
+        (StockState::InStock, Lang::Zh) => "现货",
+        (StockState::InStock, Lang::En) => "in stock",
+        (StockState::LowStock, Lang::Zh) => "库存紧张",
+        (StockState::LowStock, Lang::En) => "only a few left",
+        (StockState::OutOfStock, Lang::Zh) => "暂时缺货",
+        (StockState::OutOfStock, Lang::En) => "currently out of stock",
+        (StockState::Preorder, Lang::Zh) => "预售中",
+        (StockState::Preorder, Lang::En) => "available for pre-order",
+    }
+}
+
+fn stock_line(name: &str, stock: StockState, lang: Lang) -> String {
+    match lang {
+        Lang::Zh => format!("{name}{}。", stock_word(stock, lang)),
+        Lang::En => format!("The {name} is {}.", stock_word(stock, lang)),
+    }
+}
+
+/// Text of a product for indexing: names, aliases, category and description.
+pub fn index_text(p: &Product) -> String {
+    let mut parts: Vec<&str> = p.name.variants();
+    parts.extend(p.aliases.iter().map(String::as_str));
+    if let Some(c) = &p.category {
+        parts.extend(c.variants());
+    }
+    if let Some(d) = &p.description {
+        parts.extend(d.variants());
+    }
+    parts.join("\n")
+}
+
+/// A product's category in `lang`, if it has one.
+pub fn category(p: &Product, lang: Lang) -> Option<&str> {
+    p.category.as_ref().map(|c: &LocalizedText| c.get(lang))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        let pack: Pack = toml::from_str(
+            r#"
+            [[attribute]]
+            key = "memory"
+            label = { zh = "内存", en = "memory" }
+            synonyms = ["内存", "运存", "ram"]
+            [[attribute]]
+            key = "colour"
+            label = { zh = "颜色", en = "colours" }
+            synonyms = ["颜色", "colour", "color"]
+            [[product]]
+            sku = "X1"
+            name = { zh = "星河 X1 手机", en = "Nova X1 Phone" }
+            aliases = ["X1"]
+            price = 2999.0
+            attributes = { memory = "8GB", colour = { zh = "黑、白", en = "black, white" } }
+            [[product.promotions]]
+            text = { zh = "立减300元", en = "¥300 off" }
+            ends = "2026-11-12T00:00:00+08:00"
+            [[product]]
+            sku = "X1P"
+            name = "Nova X1 Pro"
+            aliases = ["X1 Pro"]
+            price = 3999.5
+            "#,
+        )
+        .unwrap();
+        pack.validate().unwrap();
+        Catalog::new(&pack)
+    }
+
+    #[test]
+    fn longest_name_wins_and_boundaries_hold() {
+        let c = catalog();
+        assert_eq!(c.mentioned("x1 pro 多少钱"), Some(1));
+        assert_eq!(c.mentioned("X1Pro多少钱"), Some(1));
+        assert_eq!(c.mentioned("X1多少钱"), Some(0));
+        assert_eq!(c.mentioned("what about the x10"), None);
+    }
+
+    #[test]
+    fn attributes_and_prices_come_from_fields() {
+        let c = catalog();
+        let now = Millis(0);
+        assert_eq!(c.asked("what colours does the X1 come in"), vec![Asked::Attribute(1)]);
+        assert_eq!(c.answer(0, &c.asked("这款手机内存多大"), Lang::Zh, now), "星河 X1 手机的内存：8GB。");
+        assert_eq!(c.answer(1, &[Asked::Price], Lang::En, now), "The Nova X1 Pro costs ¥3999.50.");
+    }
+
+    #[test]
+    fn expired_promotions_are_not_offered() {
+        let c = catalog();
+        let before = super::super::pack::parse_instant("2026-11-11T12:00:00+08:00").unwrap();
+        let after = super::super::pack::parse_instant("2026-11-12T00:00:01+08:00").unwrap();
+        assert!(c.answer(0, &[Asked::Promotion], Lang::Zh, before).contains("立减300元"));
+        assert!(c.answer(0, &[Asked::Promotion], Lang::Zh, after).contains("没有进行中的优惠"));
+    }
+}

@@ -1,0 +1,359 @@
+//! Knowledge: a store's FAQ entries, products and intent examples, indexed for search.
+//!
+//! A [`KnowledgeBase`] is built once from a validated [`Pack`] and the deployment's intents and
+//! never changes; a reload builds a new one. Search runs in two steps: tantivy retrieves
+//! candidate question variants by BM25, then each candidate is scored by the IDF-weighted cosine
+//! between its terms and the query's. The cosine is bounded (1.0 = the same terms as a known
+//! question), which is what lets triage compare it with fixed thresholds.
+
+pub mod catalog;
+mod index;
+pub mod pack;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use catalog::Catalog;
+use index::{DocKind, SearchIndex};
+pub use pack::{FaqEntry, Pack, PackError};
+
+use crate::domain::{Lang, StoreId};
+use crate::intents::IntentSet;
+use crate::text::Analyzer;
+
+/// How many candidate variants tantivy retrieves for re-scoring.
+const CANDIDATES: usize = 64;
+/// Bump when the index layout or analysis changes, so old on-disk indexes are not reused.
+const INDEX_FORMAT: u32 = 1;
+
+/// An answerable entry: a FAQ entry or an intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryRef {
+    /// Index into the pack's FAQ entries.
+    Faq(usize),
+    /// Index into the intent set.
+    Intent(usize),
+}
+
+/// One way of asking an entry's question, with its weighted terms.
+#[derive(Debug, Clone)]
+struct Variant {
+    entry: EntryRef,
+    text: String,
+    terms: Vec<(u32, f32)>,
+    norm: f32,
+}
+
+/// An entry matching a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The entry.
+    pub entry: EntryRef,
+    /// Cosine similarity of its best-matching variant, 0 to 1.
+    pub score: f32,
+    /// That variant's text.
+    pub matched: String,
+}
+
+/// Knowledge could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum KnowledgeError {
+    /// The pack is invalid.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// The search index could not be written or opened.
+    #[error("search index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    /// The index directory could not be prepared.
+    #[error("search index directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One store's knowledge, immutable once built.
+#[derive(Debug)]
+pub struct KnowledgeBase {
+    store: StoreId,
+    faq: Vec<FaqEntry>,
+    intents: Arc<IntentSet>,
+    catalog: Catalog,
+    variants: Vec<Variant>,
+    vocab: HashMap<String, u32>,
+    idf: Vec<f32>,
+    unknown_idf: f32,
+    index: SearchIndex,
+    analyzer: Analyzer,
+}
+
+impl KnowledgeBase {
+    /// Loads `knowledge_dir/<store>/` and builds its index under `index_root/<store>/` (in memory
+    /// when `index_root` is `None`).
+    pub fn load(
+        store: StoreId,
+        knowledge_dir: &Path,
+        intents: Arc<IntentSet>,
+        analyzer: &Analyzer,
+        index_root: Option<&Path>,
+    ) -> Result<Self, KnowledgeError> {
+        let pack = Pack::load_dir(&knowledge_dir.join(store.as_str()))?;
+        Self::build(store, pack, intents, analyzer, index_root)
+    }
+
+    /// Builds a store's knowledge from a validated pack.
+    pub fn build(
+        store: StoreId,
+        pack: Pack,
+        intents: Arc<IntentSet>,
+        analyzer: &Analyzer,
+        index_root: Option<&Path>,
+    ) -> Result<Self, KnowledgeError> {
+        pack.validate()?;
+        let mut texts: Vec<(EntryRef, String)> = Vec::new();
+        for (i, faq) in pack.faq.iter().enumerate() {
+            for q in faq.question.variants().into_iter().chain(faq.similar.iter().map(String::as_str)) {
+                texts.push((EntryRef::Faq(i), q.to_owned()));
+            }
+        }
+        for (i, intent) in intents.intents().iter().enumerate() {
+            texts.extend(intent.examples.iter().map(|e| (EntryRef::Intent(i), e.clone())));
+        }
+        let product_texts: Vec<String> = pack.products.iter().map(catalog::index_text).collect();
+
+        let analyzed: Vec<Vec<String>> = texts.iter().map(|(_, t)| dedup(analyzer.terms(t))).collect();
+        let mut vocab: HashMap<String, u32> = HashMap::new();
+        let mut df: Vec<u32> = Vec::new();
+        for terms in &analyzed {
+            for term in terms {
+                let next = u32::try_from(vocab.len()).unwrap_or(u32::MAX);
+                let id = *vocab.entry(term.clone()).or_insert(next);
+                if id as usize == df.len() {
+                    df.push(0);
+                }
+                df[id as usize] += 1;
+            }
+        }
+        let n = analyzed.len().max(1) as f32;
+        let idf: Vec<f32> = df.iter().map(|&d| (1.0 + n / d as f32).ln()).collect();
+        let unknown_idf = (1.0 + n).ln();
+        let variants = texts
+            .into_iter()
+            .zip(analyzed)
+            .map(|((entry, text), terms)| {
+                let mut weighted: Vec<(u32, f32)> =
+                    terms.iter().map(|t| (vocab[t], idf[vocab[t] as usize])).collect();
+                weighted.sort_unstable_by_key(|(id, _)| *id);
+                let norm = weighted.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+                Variant { entry, text, terms: weighted, norm }
+            })
+            .collect::<Vec<_>>();
+
+        let index_dir = index_root.map(|root| {
+            root.join(store.as_str()).join(fingerprint(&variants, &product_texts))
+        });
+        if let Some(dir) = &index_dir {
+            remove_stale_indexes(dir)?;
+        }
+        let docs = variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (DocKind::Question, i as u64, v.text.as_str()))
+            .chain(product_texts.iter().enumerate().map(|(i, t)| (DocKind::Product, i as u64, t.as_str())));
+        let index = SearchIndex::open_or_build(index_dir.as_deref(), analyzer, docs)?;
+        let catalog = Catalog::new(&pack);
+        Ok(Self {
+            store,
+            faq: pack.faq,
+            intents,
+            catalog,
+            variants,
+            vocab,
+            idf,
+            unknown_idf,
+            index,
+            analyzer: analyzer.clone(),
+        })
+    }
+
+    /// The store this knowledge belongs to.
+    pub fn store(&self) -> &StoreId {
+        &self.store
+    }
+
+    /// The FAQ entries.
+    pub fn faq(&self) -> &[FaqEntry] {
+        &self.faq
+    }
+
+    /// The intents.
+    pub fn intents(&self) -> &IntentSet {
+        &self.intents
+    }
+
+    /// The product catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The entry's stable id: the FAQ id, or `intent:<name>`.
+    pub fn entry_id(&self, entry: EntryRef) -> String {
+        match entry {
+            EntryRef::Faq(i) => self.faq[i].id.clone(),
+            EntryRef::Intent(i) => format!("intent:{}", self.intents.get(i).name),
+        }
+    }
+
+    /// Entries matching `text`, best first, each entry once, at most `limit`.
+    pub fn search(&self, text: &str, limit: usize) -> Vec<Hit> {
+        let terms = dedup(self.analyzer.terms(text));
+        let keys = match self.index.candidates(&terms, DocKind::Question, CANDIDATES) {
+            Ok(keys) => keys,
+            Err(error) => {
+                tracing::error!(store = %self.store, %error, "knowledge search failed");
+                return Vec::new();
+            }
+        };
+        let query = self.weigh(&terms);
+        let query_norm = query.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        let mut best: HashMap<EntryRef, Hit> = HashMap::new();
+        for key in keys {
+            let Some(variant) = usize::try_from(key).ok().and_then(|k| self.variants.get(k)) else { continue };
+            let score = cosine(&query, query_norm, &variant.terms, variant.norm);
+            let slot = best.entry(variant.entry).or_insert_with(|| Hit {
+                entry: variant.entry,
+                score: -1.0,
+                matched: String::new(),
+            });
+            if score > slot.score {
+                slot.score = score;
+                slot.matched.clone_from(&variant.text);
+            }
+        }
+        let mut hits: Vec<Hit> = best.into_values().collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.matched.cmp(&b.matched)));
+        hits.truncate(limit);
+        hits
+    }
+
+    /// Products sharing terms with `text`, best first.
+    pub fn search_products(&self, text: &str, limit: usize) -> Vec<usize> {
+        let terms = dedup(self.analyzer.terms(text));
+        match self.index.candidates(&terms, DocKind::Product, limit) {
+            Ok(keys) => keys.into_iter().filter_map(|k| usize::try_from(k).ok()).collect(),
+            Err(error) => {
+                tracing::error!(store = %self.store, %error, "product search failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The standard question of a FAQ entry in `lang`, as a suggestion.
+    pub fn suggestion(&self, entry: EntryRef, lang: Lang) -> Option<String> {
+        match entry {
+            EntryRef::Faq(i) => Some(self.faq[i].question.get(lang).to_owned()),
+            EntryRef::Intent(_) => None,
+        }
+    }
+
+    /// Sparse query vector: known terms with their IDF, unknown ones with the highest IDF (a
+    /// word the store has never seen makes a match less certain).
+    fn weigh(&self, terms: &[String]) -> Vec<(u32, f32)> {
+        let mut unknown = u32::MAX;
+        let mut weighted: Vec<(u32, f32)> = terms
+            .iter()
+            .map(|t| match self.vocab.get(t) {
+                Some(&id) => (id, self.idf[id as usize]),
+                None => {
+                    unknown -= 1;
+                    (unknown, self.unknown_idf)
+                }
+            })
+            .collect();
+        weighted.sort_unstable_by_key(|(id, _)| *id);
+        weighted
+    }
+}
+
+/// Cosine of two sparse vectors sorted by term id.
+fn cosine(a: &[(u32, f32)], a_norm: f32, b: &[(u32, f32)], b_norm: f32) -> f32 {
+    if a_norm == 0.0 || b_norm == 0.0 {
+        return 0.0;
+    }
+    let (mut i, mut j, mut dot) = (0, 0, 0.0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                dot += a[i].1 * b[j].1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    (dot / (a_norm * b_norm)).clamp(0.0, 1.0)
+}
+
+fn dedup(mut terms: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(terms.len());
+    terms.retain(|t| seen.insert(t.clone()));
+    terms
+}
+
+fn fingerprint(variants: &[Variant], products: &[String]) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    INDEX_FORMAT.hash(&mut hasher);
+    for v in variants {
+        v.text.hash(&mut hasher);
+    }
+    products.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Removes a store's indexes for other content, keeping `keep`.
+fn remove_stale_indexes(keep: &Path) -> std::io::Result<()> {
+    let Some(parent) = keep.parent() else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(parent) else { return Ok(()) };
+    for entry in entries.flatten() {
+        if entry.path() != keep {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> KnowledgeBase {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let intents = Arc::new(IntentSet::load_dir(&root.join("intents")).unwrap());
+        let store = StoreId::parse("demo").unwrap();
+        KnowledgeBase::load(store, &root.join("knowledge"), intents, &Analyzer::new(), None).unwrap()
+    }
+
+    #[test]
+    fn chinese_paraphrase_finds_the_return_shipping_faq() {
+        let kb = demo();
+        let hits = kb.search("退货运费谁出", 3);
+        assert_eq!(kb.entry_id(hits[0].entry), "return-shipping-fee", "{hits:?}");
+    }
+
+    #[test]
+    fn query_syntax_is_just_text() {
+        let kb = demo();
+        for nasty in ["AND(", "\"unterminated", "*", "title:x OR", "[1 TO 2]"] {
+            let _ = kb.search(nasty, 3);
+        }
+        assert!(kb.search("", 3).is_empty());
+    }
+
+    #[test]
+    fn cosine_is_bounded() {
+        let a = [(1, 1.0), (2, 2.0)];
+        let norm = 5f32.sqrt();
+        assert!((cosine(&a, norm, &a, norm) - 1.0).abs() < 1e-6);
+        assert_eq!(cosine(&a, norm, &[(3, 1.0)], 1.0), 0.0);
+    }
+}

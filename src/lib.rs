@@ -1,0 +1,23 @@
+//! mibot: a customer-service assistant for online stores.
+//!
+//! A shopper's message travels, one module each:
+//!
+//! [`gateway`] (WebSocket, parsing into [`protocol`] and [`domain`] types) →
+//! [`session`] (conversation state, acknowledgement, storage) →
+//! [`triage`] (the pure decision, using [`intents`] and [`knowledge`]) →
+//! escalation to a person (the conversation's status; the human side comes later),
+//! with [`store`] underneath. [`text`] is the shared analysis of Chinese and English;
+//! [`app`] builds everything from [`config`] and runs it.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod gateway;
+pub mod intents;
+pub mod knowledge;
+pub mod protocol;
+pub mod session;
+pub mod store;
+pub mod telemetry;
+pub mod text;
+pub mod triage;

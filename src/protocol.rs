@@ -1,0 +1,225 @@
+//! The shopper WebSocket protocol: JSON text frames tagged by `type`.
+//!
+//! `docs/protocol.md` shows an example of every frame. Incoming frames are parsed here into
+//! [`ClientEvent`]; anything that does not parse becomes a [`ProtocolError`] with a stable code,
+//! which the gateway sends back as an `error` frame.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ChatStatus, ClientMessageId, ConversationId, HandoffReason, MessageId, ResumeToken, Role};
+use crate::triage::Trace;
+
+/// A frame from the shopper's client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientEvent {
+    /// Opens (or, with a resume token, continues) a conversation. Must come first.
+    Hello {
+        /// The token from an earlier `welcome`, to continue that conversation.
+        #[serde(default)]
+        resume_token: Option<ResumeToken>,
+        /// The SKU of the product page the shopper is on, if any: "this phone" then means it.
+        #[serde(default)]
+        product: Option<String>,
+    },
+    /// A message typed by the shopper.
+    Message {
+        /// The client's own id for this message; a resend with the same id is not stored twice.
+        id: ClientMessageId,
+        /// What the shopper wrote.
+        text: String,
+    },
+}
+
+/// One earlier message, sent in `welcome` when a conversation is resumed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// Who wrote it.
+    pub role: Role,
+    /// What was written.
+    pub text: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// How a bot reply came about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyKind {
+    /// A confident answer.
+    Answer,
+    /// "Did you mean…": the bot offers suggestions instead of guessing.
+    Clarify,
+    /// The bot could not answer.
+    Fallback,
+    /// The bot hands the conversation to a person.
+    Handoff,
+}
+
+/// Where an answer came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerSource {
+    /// An intent's response (greeting, order status…).
+    Intent,
+    /// A FAQ entry.
+    Faq,
+    /// A product's structured data.
+    Product,
+}
+
+/// A frame mibot sends to the shopper.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// The conversation is open.
+    Welcome {
+        /// The conversation's id.
+        conversation_id: ConversationId,
+        /// Present this in a later `hello` to continue this conversation.
+        resume_token: ResumeToken,
+        /// True when an earlier conversation was continued.
+        resumed: bool,
+        /// Where the conversation stands.
+        status: ChatStatus,
+        /// Earlier messages, oldest first (empty for a new conversation).
+        history: Vec<HistoryItem>,
+    },
+    /// The message is durably stored.
+    Ack {
+        /// The client's id for the message.
+        id: ClientMessageId,
+        /// The stored message's id.
+        message_id: MessageId,
+        /// True when this id was already stored: nothing new was stored or answered.
+        duplicate: bool,
+    },
+    /// The bot's reply to a message.
+    Reply {
+        /// The client's id of the message this answers.
+        in_reply_to: ClientMessageId,
+        /// What kind of reply this is.
+        kind: ReplyKind,
+        /// Where an answer came from (answers only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<AnswerSource>,
+        /// The text to show.
+        text: String,
+        /// Questions the shopper can pick (clarify), or related products.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        suggestions: Vec<String>,
+        /// Why the bot said this: what matched, its score and the margin to the runner-up.
+        trace: Trace,
+    },
+    /// The conversation's status changed.
+    Status {
+        /// The new status.
+        status: ChatStatus,
+        /// Why it was handed over, when it was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<HandoffReason>,
+    },
+    /// Something was wrong with the last frame, or with the server.
+    Error {
+        /// A stable, machine-readable code.
+        code: ErrorCode,
+        /// A human-readable explanation.
+        message: String,
+    },
+}
+
+/// Stable error codes of `error` frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not JSON.
+    InvalidJson,
+    /// The frame's `type` is missing or unknown.
+    UnknownType,
+    /// A field is missing, unknown or of the wrong kind.
+    InvalidFrame,
+    /// Binary frames are not part of the protocol.
+    BinaryNotSupported,
+    /// The message text is longer than the configured limit.
+    MessageTooLong,
+    /// The message text is empty.
+    EmptyMessage,
+    /// The `store` in the URL is not served here.
+    UnknownStore,
+    /// A `message` came before `hello`.
+    HelloRequired,
+    /// A second `hello` on the same connection.
+    AlreadyStarted,
+    /// The resume token matches no conversation of this store.
+    UnknownResumeToken,
+    /// The conversation is closed; start a new one.
+    ConversationClosed,
+    /// mibot could not store the message; nothing was acknowledged, so resend it.
+    Unavailable,
+}
+
+/// A frame that could not be accepted, with the error to send back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProtocolError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// The explanation for the client's developer.
+    pub message: String,
+}
+
+impl ProtocolError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl From<ProtocolError> for ServerEvent {
+    fn from(err: ProtocolError) -> Self {
+        ServerEvent::Error { code: err.code, message: err.message }
+    }
+}
+
+/// Parses one text frame.
+pub fn parse_client_event(frame: &str) -> Result<ClientEvent, ProtocolError> {
+    let value: serde_json::Value = serde_json::from_str(frame)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("the frame is not valid JSON: {e}")))?;
+    let kind = value.get("type").and_then(serde_json::Value::as_str).ok_or_else(|| {
+        ProtocolError::new(ErrorCode::UnknownType, "every frame needs a string field \"type\"")
+    })?;
+    if !matches!(kind, "hello" | "message") {
+        return Err(ProtocolError::new(
+            ErrorCode::UnknownType,
+            format!("unknown frame type {kind:?}; expected \"hello\" or \"message\""),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ProtocolError::new(ErrorCode::InvalidFrame, format!("the {kind:?} frame is malformed: {e}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hello_and_message() {
+        assert!(matches!(
+            parse_client_event(r#"{"type":"hello"}"#),
+            Ok(ClientEvent::Hello { resume_token: None, product: None })
+        ));
+        let msg = parse_client_event(r#"{"type":"message","id":"c1","text":"你好"}"#).unwrap();
+        assert!(matches!(msg, ClientEvent::Message { ref text, .. } if text == "你好"));
+    }
+
+    #[test]
+    fn bad_frames_get_precise_codes() {
+        let code = |f: &str| parse_client_event(f).unwrap_err().code;
+        assert_eq!(code("not json"), ErrorCode::InvalidJson);
+        assert_eq!(code(r#"{"text":"hi"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"message","id":"c1"}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code(r#"{"type":"message","id":7,"text":"x"}"#), ErrorCode::InvalidFrame);
+    }
+}

@@ -1,0 +1,202 @@
+//! A shopper's session: one connection's conversation, from `hello` to the bot's replies.
+//!
+//! The session turns protocol events into storage writes and triage calls, and carries out the
+//! decision: it acknowledges a message only once it is stored, runs triage off the async
+//! threads, stores the reply together with the conversation's new state, and stays silent once
+//! the conversation belongs to a person (`waiting_for_agent` or `with_agent`).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::domain::{ChatStatus, ClientMessageId, Millis, ResumeToken, StoreId};
+use crate::knowledge::KnowledgeBase;
+use crate::protocol::{ClientEvent, ErrorCode, HistoryItem, ProtocolError, ReplyKind, ServerEvent};
+use crate::store::{BotTurn, Conversation, Store, StoreError};
+use crate::triage::{ChatContext, Decision, Triaged, triage};
+
+/// Why a session could not go on with an event.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The client did something the protocol does not allow; tell it and carry on.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Storage failed; nothing was acknowledged.
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    /// The connection's writer has gone; stop.
+    #[error("the connection is closed")]
+    Disconnected,
+}
+
+/// One shopper connection's session.
+pub struct Session {
+    store_id: StoreId,
+    knowledge: Arc<KnowledgeBase>,
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    conversation: Option<Conversation>,
+    out: mpsc::Sender<ServerEvent>,
+}
+
+impl Session {
+    /// A session for `store_id`, sending its events to `out`.
+    pub fn new(
+        knowledge: Arc<KnowledgeBase>,
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        out: mpsc::Sender<ServerEvent>,
+    ) -> Self {
+        Self { store_id: knowledge.store().clone(), knowledge, store, config, conversation: None, out }
+    }
+
+    /// Handles one event from the client.
+    pub async fn handle(&mut self, event: ClientEvent) -> Result<(), SessionError> {
+        match event {
+            ClientEvent::Hello { resume_token, product } => self.hello(resume_token, product).await,
+            ClientEvent::Message { id, text } => self.message(id, text).await,
+        }
+    }
+
+    async fn send(&self, event: ServerEvent) -> Result<(), SessionError> {
+        self.out.send(event).await.map_err(|_| SessionError::Disconnected)
+    }
+
+    async fn hello(&mut self, token: Option<ResumeToken>, product: Option<String>) -> Result<(), SessionError> {
+        if self.conversation.is_some() {
+            return Err(ProtocolError::new(ErrorCode::AlreadyStarted, "this connection already has a conversation").into());
+        }
+        // A product page the store does not know is ignored rather than refused: the chat works.
+        let product = product.filter(|sku| self.knowledge.catalog().by_sku(sku).is_some());
+        let (mut conversation, resumed) = match token {
+            None => (self.store.create_conversation(&self.store_id, product.as_deref(), Millis::now()).await?, false),
+            Some(token) => {
+                let found = self.store.conversation_by_token(&self.store_id, &token).await?;
+                let conversation = found.ok_or_else(|| {
+                    ProtocolError::new(
+                        ErrorCode::UnknownResumeToken,
+                        "no conversation of this store has that resume token; say hello without one to start anew",
+                    )
+                })?;
+                if conversation.status == ChatStatus::Closed {
+                    return Err(ProtocolError::new(
+                        ErrorCode::ConversationClosed,
+                        "that conversation is closed; say hello without a resume token to start a new one",
+                    )
+                    .into());
+                }
+                (conversation, true)
+            }
+        };
+        if resumed && product.is_some() && product != conversation.product {
+            self.store.set_product(conversation.id, product.as_deref()).await?;
+            conversation.product = product;
+        }
+        let history = if resumed {
+            self.store.history(conversation.id, self.config.chat.history_limit).await?
+        } else {
+            Vec::new()
+        };
+        let welcome = ServerEvent::Welcome {
+            conversation_id: conversation.id,
+            resume_token: conversation.resume_token.clone(),
+            resumed,
+            status: conversation.status,
+            history: history
+                .into_iter()
+                .map(|m| HistoryItem { role: m.role, text: m.text, at: m.at.0 })
+                .collect(),
+        };
+        tracing::info!(store = %self.store_id, conversation = %conversation.id, resumed, "conversation open");
+        self.conversation = Some(conversation);
+        self.send(welcome).await
+    }
+
+    async fn message(&mut self, id: ClientMessageId, text: String) -> Result<(), SessionError> {
+        let max = self.config.chat.max_message_chars;
+        let Some(conversation) = self.conversation.as_mut() else {
+            return Err(ProtocolError::new(ErrorCode::HelloRequired, "send a hello frame before any message").into());
+        };
+        if conversation.status == ChatStatus::Closed {
+            return Err(ProtocolError::new(ErrorCode::ConversationClosed, "this conversation is closed").into());
+        }
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ProtocolError::new(ErrorCode::EmptyMessage, "the message text is empty").into());
+        }
+        let chars = text.chars().count();
+        if chars > max {
+            return Err(ProtocolError::new(
+                ErrorCode::MessageTooLong,
+                format!("the message has {chars} characters; at most {max} are accepted"),
+            )
+            .into());
+        }
+        let appended = self.store.append_shopper_message(conversation.id, &id, text, Millis::now()).await?;
+        conversation.status = appended.status;
+        let conversation = conversation.clone();
+        self.send(ServerEvent::Ack { id: id.clone(), message_id: appended.id, duplicate: appended.duplicate })
+            .await?;
+        if appended.duplicate || appended.status != ChatStatus::Bot {
+            return Ok(());
+        }
+
+        let triaged = self.decide(&conversation, text.to_owned()).await;
+        let (kind, source, reply, suggestions, handoff) = match triaged.decision {
+            Decision::Answer { source, text, suggestions } => (ReplyKind::Answer, Some(source), text, suggestions, None),
+            Decision::Clarify { text, suggestions } => (ReplyKind::Clarify, None, text, suggestions, None),
+            Decision::Fallback { text } => (ReplyKind::Fallback, None, text, Vec::new(), None),
+            Decision::Escalate { reason, text } => (ReplyKind::Handoff, None, text, Vec::new(), Some(reason)),
+        };
+        let consecutive_fallbacks = match kind {
+            ReplyKind::Fallback => conversation.consecutive_fallbacks + 1,
+            ReplyKind::Clarify => conversation.consecutive_fallbacks,
+            ReplyKind::Answer | ReplyKind::Handoff => 0,
+        };
+        let status = if handoff.is_some() { ChatStatus::WaitingForAgent } else { ChatStatus::Bot };
+        let turn = BotTurn {
+            conversation: conversation.id,
+            in_reply_to: appended.id,
+            text: reply.clone(),
+            trace: serde_json::to_value(&triaged.trace).unwrap_or_default(),
+            status,
+            handoff_reason: handoff,
+            consecutive_fallbacks,
+            product: triaged.product.clone(),
+            at: Millis::now(),
+        };
+        self.store.record_bot_turn(&turn).await?;
+        if let Some(current) = self.conversation.as_mut() {
+            current.status = status;
+            current.consecutive_fallbacks = consecutive_fallbacks;
+            current.product = triaged.product;
+            current.handoff_reason = handoff.or(current.handoff_reason);
+        }
+        self.send(ServerEvent::Reply { in_reply_to: id, kind, source, text: reply, suggestions, trace: triaged.trace })
+            .await?;
+        if let Some(reason) = handoff {
+            tracing::info!(store = %self.store_id, conversation = %conversation.id, reason = reason.as_str(), "handed over");
+            self.send(ServerEvent::Status { status, reason: Some(reason) }).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs triage on a blocking thread: search and matching are CPU work.
+    async fn decide(&self, conversation: &Conversation, text: String) -> Triaged {
+        let knowledge = Arc::clone(&self.knowledge);
+        let config = Arc::clone(&self.config);
+        let ctx = ChatContext {
+            consecutive_fallbacks: conversation.consecutive_fallbacks,
+            product: conversation.product.clone(),
+        };
+        let span = tracing::Span::current();
+        let run = move || span.in_scope(|| triage(&text, &knowledge, &ctx, &config.triage, Millis::now()));
+        match tokio::task::spawn_blocking(run).await {
+            Ok(triaged) => triaged,
+            // Triage does not panic on any input; if it ever did, the panic is re-raised here
+            // rather than answered wrongly.
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `spawn_app()` and a small WebSocket client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use mibot::config::Config;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// How long a test waits for a frame before failing.
+const FRAME_WAIT: Duration = Duration::from_secs(15);
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The test configuration: fixture stores, the repo's intents, data in `data_dir`.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.storage.data_dir = data_dir.to_path_buf();
+    config.content.intents_dir = repo().join("intents");
+    config.content.knowledge_dir = repo().join("tests/fixtures/knowledge");
+    config.chat.max_message_chars = 200;
+    config.chat.max_frame_bytes = 4096;
+    config
+}
+
+/// Starts a server with a fresh data directory.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = spawn_with(test_config(dir.path())).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// Starts a server with `config`, on port 0.
+pub async fn spawn_with(config: Config) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = mibot::app::build_state(config).await.expect("app builds");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(mibot::app::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    TestApp { addr, stop: Some(stop), handle: Some(handle), _dir: None }
+}
+
+impl TestApp {
+    /// Opens a shopper connection to `store`.
+    pub async fn connect(&self, store: &str) -> Client {
+        let url = format!("ws://{}/ws/chat?store={store}", self.addr);
+        let (ws, _) = connect_async(url).await.expect("websocket connects");
+        Client { ws }
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().expect("server shuts down cleanly");
+        }
+    }
+}
+
+/// A shopper's WebSocket client.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn send(&mut self, value: Value) {
+        self.ws.send(Message::text(value.to_string())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
+    }
+
+    /// The next frame, which must be a JSON text frame.
+    pub async fn recv(&mut self) -> Value {
+        match self.next_message().await {
+            Message::Text(text) => serde_json::from_str(&text).expect("server frames are JSON"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next frame of any kind.
+    pub async fn next_message(&mut self) -> Message {
+        loop {
+            let next = tokio::time::timeout(FRAME_WAIT, self.ws.next()).await.expect("a frame arrives in time");
+            match next.expect("the connection is open").expect("the frame is readable") {
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Says hello (optionally resuming) and returns the `welcome`.
+    pub async fn hello(&mut self, resume_token: Option<&str>) -> Value {
+        let mut hello = json!({"type": "hello"});
+        if let Some(token) = resume_token {
+            hello["resume_token"] = json!(token);
+        }
+        self.send(hello).await;
+        let welcome = self.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        welcome
+    }
+
+    /// Sends a message and returns its `ack`.
+    pub async fn message(&mut self, id: &str, text: &str) -> Value {
+        self.send(json!({"type": "message", "id": id, "text": text})).await;
+        let ack = self.recv().await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        assert_eq!(ack["id"], id, "{ack}");
+        ack
+    }
+
+    /// Sends a message and returns the bot's `reply` (after checking the ack).
+    pub async fn ask(&mut self, id: &str, text: &str) -> Value {
+        let ack = self.message(id, text).await;
+        assert_eq!(ack["duplicate"], false, "{ack}");
+        let reply = self.recv().await;
+        assert_eq!(reply["type"], "reply", "{reply}");
+        assert_eq!(reply["in_reply_to"], id, "{reply}");
+        reply
+    }
+}
