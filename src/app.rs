@@ -28,9 +28,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .with_context(|| format!("opening the database in {}", config.storage.data_dir.display()))?;
     let content = config.content.clone();
     let index_root = config.storage.data_dir.join("index");
-    let knowledge = tokio::task::spawn_blocking(move || load_knowledge(&content.intents_dir, &content.knowledge_dir, &index_root))
-        .await
-        .context("loading knowledge")??;
+    let knowledge = tokio::task::spawn_blocking(move || {
+        load_knowledge(&content.intents_dir, &content.knowledge_dir, &index_root)
+    })
+    .await
+    .context("loading knowledge")??;
     Ok(AppState {
         config: Arc::new(config),
         store: Arc::new(store) as Arc<dyn Store>,
@@ -48,7 +50,8 @@ pub fn load_knowledge(
     index_root: &Path,
 ) -> anyhow::Result<BTreeMap<StoreId, Arc<KnowledgeBase>>> {
     let intents = Arc::new(
-        IntentSet::load_dir(intents_dir).with_context(|| format!("loading intents from {}", intents_dir.display()))?,
+        IntentSet::load_dir(intents_dir)
+            .with_context(|| format!("loading intents from {}", intents_dir.display()))?,
     );
     let analyzer = Analyzer::new();
     let mut stores = BTreeMap::new();
@@ -61,8 +64,9 @@ pub fn load_knowledge(
         }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let id = StoreId::parse(name).with_context(|| format!("store directory {}", path.display()))?;
-        let kb = KnowledgeBase::load(id.clone(), knowledge_dir, Arc::clone(&intents), &analyzer, Some(index_root))
-            .with_context(|| format!("loading store {id:?} from {}", path.display()))?;
+        let kb =
+            KnowledgeBase::load(id.clone(), knowledge_dir, Arc::clone(&intents), &analyzer, Some(index_root))
+                .with_context(|| format!("loading store {id:?} from {}", path.display()))?;
         tracing::info!(store = %id, faq = kb.faq().len(), products = kb.catalog().products().len(), "store loaded");
         stores.insert(id, Arc::new(kb));
     }
@@ -72,7 +76,11 @@ pub fn load_knowledge(
 
 /// Serves `listener` until `shutdown` completes, then closes every shopper connection (close
 /// code 1001), waits for them, and closes the store.
-pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let token = state.shutdown.clone();
     let connections = state.connections.clone();
     let store = Arc::clone(&state.store);

@@ -12,7 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Everything mibot can be configured with.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where the server listens.
@@ -117,18 +117,6 @@ impl Default for TriageConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            content: ContentConfig::default(),
-            chat: ChatConfig::default(),
-            triage: TriageConfig::default(),
-        }
-    }
-}
-
 /// A configuration that could not be loaded or does not make sense.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -150,7 +138,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        let config: Config = figment.merge(Env::prefixed("MIBOT_").split("__")).extract().map_err(Box::new)?;
+        let config: Config =
+            figment.merge(Env::prefixed("MIBOT_").split("__")).extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
     }

@@ -17,9 +17,7 @@ impl StoreId {
     pub fn parse(raw: &str) -> Result<Self, InvalidStoreId> {
         let ok = !raw.is_empty()
             && raw.len() <= 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidStoreId) }
     }
 
@@ -253,9 +251,7 @@ pub struct Millis(pub i64);
 impl Millis {
     /// The current instant.
     pub fn now() -> Self {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Self(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
 }

@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ChatStatus, ClientMessageId, ConversationId, HandoffReason, MessageId, ResumeToken, Role};
+use crate::domain::{
+    ChatStatus, ClientMessageId, ConversationId, HandoffReason, MessageId, ResumeToken, Role,
+};
 use crate::triage::Trace;
 
 /// A frame from the shopper's client.
@@ -183,12 +185,13 @@ impl From<ProtocolError> for ServerEvent {
 
 /// Parses one text frame.
 pub fn parse_client_event(frame: &str) -> Result<ClientEvent, ProtocolError> {
-    let value: serde_json::Value = serde_json::from_str(frame)
-        .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("the frame is not valid JSON: {e}")))?;
-    let kind = value.get("type").and_then(serde_json::Value::as_str).ok_or_else(|| {
+    let value: serde_json::Value = serde_json::from_str(frame).map_err(|e| {
+        ProtocolError::new(ErrorCode::InvalidJson, format!("the frame is not valid JSON: {e}"))
+    })?;
+    let kind = value.get("type").and_then(serde_json::Value::as_str).map(str::to_owned).ok_or_else(|| {
         ProtocolError::new(ErrorCode::UnknownType, "every frame needs a string field \"type\"")
     })?;
-    if !matches!(kind, "hello" | "message") {
+    if !matches!(kind.as_str(), "hello" | "message") {
         return Err(ProtocolError::new(
             ErrorCode::UnknownType,
             format!("unknown frame type {kind:?}; expected \"hello\" or \"message\""),

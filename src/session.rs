@@ -63,14 +63,25 @@ impl Session {
         self.out.send(event).await.map_err(|_| SessionError::Disconnected)
     }
 
-    async fn hello(&mut self, token: Option<ResumeToken>, product: Option<String>) -> Result<(), SessionError> {
+    async fn hello(
+        &mut self,
+        token: Option<ResumeToken>,
+        product: Option<String>,
+    ) -> Result<(), SessionError> {
         if self.conversation.is_some() {
-            return Err(ProtocolError::new(ErrorCode::AlreadyStarted, "this connection already has a conversation").into());
+            return Err(ProtocolError::new(
+                ErrorCode::AlreadyStarted,
+                "this connection already has a conversation",
+            )
+            .into());
         }
         // A product page the store does not know is ignored rather than refused: the chat works.
         let product = product.filter(|sku| self.knowledge.catalog().by_sku(sku).is_some());
         let (mut conversation, resumed) = match token {
-            None => (self.store.create_conversation(&self.store_id, product.as_deref(), Millis::now()).await?, false),
+            None => (
+                self.store.create_conversation(&self.store_id, product.as_deref(), Millis::now()).await?,
+                false,
+            ),
             Some(token) => {
                 let found = self.store.conversation_by_token(&self.store_id, &token).await?;
                 let conversation = found.ok_or_else(|| {
@@ -116,10 +127,16 @@ impl Session {
     async fn message(&mut self, id: ClientMessageId, text: String) -> Result<(), SessionError> {
         let max = self.config.chat.max_message_chars;
         let Some(conversation) = self.conversation.as_mut() else {
-            return Err(ProtocolError::new(ErrorCode::HelloRequired, "send a hello frame before any message").into());
+            return Err(ProtocolError::new(
+                ErrorCode::HelloRequired,
+                "send a hello frame before any message",
+            )
+            .into());
         };
         if conversation.status == ChatStatus::Closed {
-            return Err(ProtocolError::new(ErrorCode::ConversationClosed, "this conversation is closed").into());
+            return Err(
+                ProtocolError::new(ErrorCode::ConversationClosed, "this conversation is closed").into()
+            );
         }
         let text = text.trim();
         if text.is_empty() {
@@ -136,15 +153,21 @@ impl Session {
         let appended = self.store.append_shopper_message(conversation.id, &id, text, Millis::now()).await?;
         conversation.status = appended.status;
         let conversation = conversation.clone();
-        self.send(ServerEvent::Ack { id: id.clone(), message_id: appended.id, duplicate: appended.duplicate })
-            .await?;
+        self.send(ServerEvent::Ack {
+            id: id.clone(),
+            message_id: appended.id,
+            duplicate: appended.duplicate,
+        })
+        .await?;
         if appended.duplicate || appended.status != ChatStatus::Bot {
             return Ok(());
         }
 
         let triaged = self.decide(&conversation, text.to_owned()).await;
         let (kind, source, reply, suggestions, handoff) = match triaged.decision {
-            Decision::Answer { source, text, suggestions } => (ReplyKind::Answer, Some(source), text, suggestions, None),
+            Decision::Answer { source, text, suggestions } => {
+                (ReplyKind::Answer, Some(source), text, suggestions, None)
+            }
             Decision::Clarify { text, suggestions } => (ReplyKind::Clarify, None, text, suggestions, None),
             Decision::Fallback { text } => (ReplyKind::Fallback, None, text, Vec::new(), None),
             Decision::Escalate { reason, text } => (ReplyKind::Handoff, None, text, Vec::new(), Some(reason)),
@@ -173,8 +196,15 @@ impl Session {
             current.product = triaged.product;
             current.handoff_reason = handoff.or(current.handoff_reason);
         }
-        self.send(ServerEvent::Reply { in_reply_to: id, kind, source, text: reply, suggestions, trace: triaged.trace })
-            .await?;
+        self.send(ServerEvent::Reply {
+            in_reply_to: id,
+            kind,
+            source,
+            text: reply,
+            suggestions,
+            trace: triaged.trace,
+        })
+        .await?;
         if let Some(reason) = handoff {
             tracing::info!(store = %self.store_id, conversation = %conversation.id, reason = reason.as_str(), "handed over");
             self.send(ServerEvent::Status { status, reason: Some(reason) }).await?;

@@ -1,6 +1,7 @@
 //! Text analysis shared by indexing, querying and matching: one definition of a "term".
 //!
-//! Chinese is segmented with jieba; Latin words are lowercased and stemmed (English Snowball);
+//! Chinese is segmented with jieba (search mode: long words also yield their dictionary parts)
+//! and, in addition, cut into character bigrams; Latin words are lowercased and stemmed (English Snowball);
 //! full-width forms are folded to ASCII; punctuation and a short list of function words are
 //! dropped. The same [`Analyzer`] is registered as tantivy's tokenizer and used directly, so an
 //! index term and a query term can never disagree.
@@ -8,6 +9,8 @@
 use std::sync::Arc;
 
 use jieba_rs::Jieba;
+
+use crate::domain::is_han;
 use tantivy::tokenizer::{
     Language, LowerCaser, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
 };
@@ -18,13 +21,12 @@ pub const TOKENIZER_NAME: &str = "mibot";
 /// Words that carry no meaning for matching a shopper's question.
 const STOP_WORDS: &[&str] = &[
     // English (already lowercased; stop words are removed after stemming, so stems appear too)
-    "a", "an", "the", "is", "are", "am", "be", "was", "were", "do", "doe", "does", "did", "i",
-    "me", "my", "you", "your", "we", "our", "us", "it", "its", "to", "of", "for", "in", "on",
-    "at", "and", "or", "pleas", "please", "can", "could", "would", "will", "this", "that",
-    "there", "so", "just", "some", "ani", "any", "with", "about", "hi", "hello",
-    // Chinese particles and pronouns
-    "的", "了", "吗", "呢", "吧", "啊", "呀", "嘛", "哦", "么", "我", "你", "您", "是", "请问",
-    "一下", "请", "想", "要", "我们", "你们", "在", "有", "和", "也", "就", "都", "还",
+    "a", "an", "the", "is", "are", "am", "be", "was", "were", "do", "doe", "does", "did", "i", "me", "my",
+    "you", "your", "we", "our", "us", "it", "its", "to", "of", "for", "in", "on", "at", "and", "or", "pleas",
+    "please", "can", "could", "would", "will", "this", "that", "there", "so", "just", "some", "ani", "any",
+    "with", "about", "hi", "hello", // Chinese particles and pronouns
+    "的", "了", "吗", "呢", "吧", "啊", "呀", "嘛", "哦", "么", "我", "你", "您", "是", "请问", "一下", "请",
+    "想", "要", "我们", "你们", "在", "有", "和", "也", "就", "都", "还",
 ];
 
 /// Segments and normalises text into terms. Cheap to clone (the dictionary is shared).
@@ -107,25 +109,38 @@ impl Tokenizer for WordSplitter {
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> WordStream {
         let folded = fold_width(text);
-        let mut tokens = Vec::new();
-        for (position, word) in self
-            .jieba
-            .cut(&folded, true)
-            .into_iter()
-            .filter(|w| w.word.chars().any(char::is_alphanumeric))
-            .enumerate()
-        {
+        let mut tokens: Vec<Token> = Vec::new();
+        let mut push = |text: &str, from: usize, to: usize| {
+            let position = tokens.len();
             tokens.push(Token {
-                offset_from: word.byte_start,
-                offset_to: word.byte_end,
+                offset_from: from,
+                offset_to: to,
                 position,
-                text: word.word.to_owned(),
+                text: text.to_owned(),
                 position_length: 1,
             });
+        };
+        for word in self.jieba.cut_for_search(&folded, true) {
+            if word.word.chars().any(char::is_alphanumeric) {
+                push(word.word, word.byte_start, word.byte_end);
+            }
+        }
+        // Han bigrams make matching independent of how jieba happened to segment a phrase
+        // (退货运费 → 退/货运费, 开发票 → 开发/票).
+        let han: Vec<(usize, char)> = folded.char_indices().collect();
+        for pair in han.windows(2) {
+            let [(from, a), (at, b)] = [pair[0], pair[1]];
+            if is_han(a) && is_han(b) && !PARTICLES.contains(&a) && !PARTICLES.contains(&b) {
+                push(&folded[from..at + b.len_utf8()], from, at + b.len_utf8());
+            }
         }
         WordStream { tokens, next: 0 }
     }
 }
+
+/// Characters too common to make a useful bigram.
+const PARTICLES: &[char] =
+    &['的', '了', '吗', '呢', '吧', '啊', '呀', '嘛', '哦', '么', '是', '我', '你', '您'];
 
 /// The words of one text. Offsets refer to the width-folded text, which has the same length in
 /// characters as the original.

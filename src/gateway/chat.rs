@@ -51,7 +51,8 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
         .and_then(|id| state.knowledge.get(&id).cloned());
     let Some(knowledge) = knowledge else {
         let shown = store.unwrap_or_default();
-        let error = ProtocolError::new(ErrorCode::UnknownStore, format!("no store named {shown:?} is served here"));
+        let error =
+            ProtocolError::new(ErrorCode::UnknownStore, format!("no store named {shown:?} is served here"));
         let _ = out.send(error.into()).await;
         let _ = close.send((close_code::POLICY, "unknown store"));
         drop(out);
@@ -59,7 +60,8 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
         return;
     };
 
-    let mut session = Session::new(knowledge, Arc::clone(&state.store), Arc::clone(&state.config), out.clone());
+    let mut session =
+        Session::new(knowledge, Arc::clone(&state.store), Arc::clone(&state.config), out.clone());
     let close_with = loop {
         let frame = tokio::select! {
             () = state.shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
@@ -113,35 +115,40 @@ async fn write_frames(
     mut events: mpsc::Receiver<ServerEvent>,
     mut close: oneshot::Receiver<Close>,
 ) {
-    loop {
-        tokio::select! {
+    let close_frame = loop {
+        let event = tokio::select! {
             biased;
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                let json = match serde_json::to_string(&event) {
-                    Ok(json) => json,
-                    Err(error) => {
-                        tracing::error!(%error, "could not encode a server event");
-                        continue;
-                    }
-                };
-                if sink.send(Message::Text(Utf8Bytes::from(json))).await.is_err() {
-                    return;
-                }
-            }
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break close.try_recv().ok(),
+            },
             frame = &mut close => {
                 while let Ok(event) = events.try_recv() {
-                    if let Ok(json) = serde_json::to_string(&event) {
-                        let _ = sink.send(Message::Text(Utf8Bytes::from(json))).await;
+                    if !send_event(&mut sink, &event).await {
+                        return;
                     }
                 }
-                if let Ok((code, reason)) = frame {
-                    let reason = Utf8Bytes::from_static(reason);
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason }))).await;
-                }
-                break;
+                break frame.ok();
             }
+        };
+        if !send_event(&mut sink, &event).await {
+            return;
         }
+    };
+    if let Some((code, reason)) = close_frame {
+        let reason = Utf8Bytes::from_static(reason);
+        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason }))).await;
     }
     let _ = sink.close().await;
+}
+
+/// Sends one event; false when the connection is gone.
+async fn send_event(sink: &mut SplitSink<WebSocket, Message>, event: &ServerEvent) -> bool {
+    match serde_json::to_string(event) {
+        Ok(json) => sink.send(Message::Text(Utf8Bytes::from(json))).await.is_ok(),
+        Err(error) => {
+            tracing::error!(%error, "could not encode a server event");
+            true
+        }
+    }
 }

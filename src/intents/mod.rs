@@ -131,7 +131,10 @@ impl IntentSet {
         let mut rule_owner = Vec::new();
         for (path, file) in files {
             if intents.iter().any(|i: &Intent| i.name == file.name) {
-                return Err(IntentError::Invalid { path, message: format!("intent {:?} is defined twice", file.name) });
+                return Err(IntentError::Invalid {
+                    path,
+                    message: format!("intent {:?} is defined twice", file.name),
+                });
             }
             let intent = file.validate().map_err(|message| IntentError::Invalid { path, message })?;
             for (i, rule) in intent.rules.iter().enumerate() {

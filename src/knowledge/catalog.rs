@@ -22,14 +22,45 @@ pub enum Asked {
 
 /// Words for the fields every product has, in both languages.
 const BUILT_IN: &[(Asked, &[&str])] = &[
-    (Asked::Price, &["多少钱", "价格", "价钱", "售价", "几块钱", "多钱", "price", "how much", "cost", "costs"]),
+    (
+        Asked::Price,
+        &["多少钱", "价格", "价钱", "售价", "几块钱", "多钱", "price", "how much", "cost", "costs"],
+    ),
     (
         Asked::Promotion,
-        &["优惠", "活动", "促销", "折扣", "打折", "满减", "优惠券", "promotion", "discount", "deal", "deals", "coupon", "offer", "offers", "on sale"],
+        &[
+            "优惠",
+            "活动",
+            "促销",
+            "折扣",
+            "打折",
+            "满减",
+            "优惠券",
+            "promotion",
+            "discount",
+            "deal",
+            "deals",
+            "coupon",
+            "offer",
+            "offers",
+            "on sale",
+        ],
     ),
     (
         Asked::Stock,
-        &["有货", "有没有货", "库存", "现货", "缺货", "到货", "in stock", "available", "availability", "sold out", "out of stock"],
+        &[
+            "有货",
+            "有没有货",
+            "库存",
+            "现货",
+            "缺货",
+            "到货",
+            "in stock",
+            "available",
+            "availability",
+            "sold out",
+            "out of stock",
+        ],
     ),
 ];
 
@@ -212,7 +243,9 @@ impl Catalog {
                     (Some(value), Lang::En) => format!("The {name}'s {label}: {}.", value.get(lang)),
                     (None, Lang::Zh) => format!("{name}暂无「{label}」信息，可以输入“转人工”咨询客服。"),
                     (None, Lang::En) => {
-                        format!("I don't have {label} details for the {name}; type \"agent\" to ask a person.")
+                        format!(
+                            "I don't have {label} details for the {name}; type \"agent\" to ask a person."
+                        )
                     }
                 }
             }
@@ -251,7 +284,12 @@ impl Catalog {
             .take(4)
             .filter_map(|(key, value)| {
                 let def = self.attributes.iter().find(|a| &a.key == key)?;
-                Some(format!("{}{}{}", def.label.get(lang), if lang == Lang::Zh { "：" } else { ": " }, value.get(lang)))
+                Some(format!(
+                    "{}{}{}",
+                    def.label.get(lang),
+                    if lang == Lang::Zh { "：" } else { ": " },
+                    value.get(lang)
+                ))
             })
             .collect();
         let promotions = self.promotions_line(p, lang, now, false);

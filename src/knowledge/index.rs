@@ -10,14 +10,16 @@ use std::path::Path;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions, FAST};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
+};
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::text::{Analyzer, TOKENIZER_NAME};
 
 /// What an index document stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DocKind {
+pub(super) enum DocKind {
     /// A question variant (FAQ or intent example); the key is the variant's index.
     Question = 1,
     /// A product; the key is the product's index.
@@ -29,7 +31,6 @@ pub(crate) struct SearchIndex {
     reader: IndexReader,
     text: Field,
     kind: Field,
-    key: Field,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -80,12 +81,17 @@ impl SearchIndex {
         };
         index.tokenizers().register(TOKENIZER_NAME, analyzer.tantivy_analyzer());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { reader, text, kind, key })
+        Ok(Self { reader, text, kind })
     }
 
     /// Up to `limit` documents of `kind` sharing terms with the query, best BM25 first, as
     /// their keys.
-    pub(crate) fn candidates(&self, terms: &[String], kind: DocKind, limit: usize) -> tantivy::Result<Vec<u64>> {
+    pub(crate) fn candidates(
+        &self,
+        terms: &[String],
+        kind: DocKind,
+        limit: usize,
+    ) -> tantivy::Result<Vec<u64>> {
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
         for term in terms {
             let term = Term::from_field_text(self.text, term);

@@ -148,17 +148,15 @@ impl KnowledgeBase {
             })
             .collect::<Vec<_>>();
 
-        let index_dir = index_root.map(|root| {
-            root.join(store.as_str()).join(fingerprint(&variants, &product_texts))
-        });
+        let index_dir =
+            index_root.map(|root| root.join(store.as_str()).join(fingerprint(&variants, &product_texts)));
         if let Some(dir) = &index_dir {
             remove_stale_indexes(dir)?;
         }
-        let docs = variants
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (DocKind::Question, i as u64, v.text.as_str()))
-            .chain(product_texts.iter().enumerate().map(|(i, t)| (DocKind::Product, i as u64, t.as_str())));
+        let docs =
+            variants.iter().enumerate().map(|(i, v)| (DocKind::Question, i as u64, v.text.as_str())).chain(
+                product_texts.iter().enumerate().map(|(i, t)| (DocKind::Product, i as u64, t.as_str())),
+            );
         let index = SearchIndex::open_or_build(index_dir.as_deref(), analyzer, docs)?;
         let catalog = Catalog::new(&pack);
         Ok(Self {
@@ -217,7 +215,9 @@ impl KnowledgeBase {
         let query_norm = query.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
         let mut best: HashMap<EntryRef, Hit> = HashMap::new();
         for key in keys {
-            let Some(variant) = usize::try_from(key).ok().and_then(|k| self.variants.get(k)) else { continue };
+            let Some(variant) = usize::try_from(key).ok().and_then(|k| self.variants.get(k)) else {
+                continue;
+            };
             let score = cosine(&query, query_norm, &variant.terms, variant.norm);
             let slot = best.entry(variant.entry).or_insert_with(|| Hit {
                 entry: variant.entry,

@@ -126,10 +126,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn record_bot_turn(&self, turn: &BotTurn) -> Result<MessageId, StoreError>;
 
     /// Sets the product in context (the shopper opened the chat on a product page).
-    async fn set_product(&self, conversation: ConversationId, product: Option<&str>) -> Result<(), StoreError>;
+    async fn set_product(
+        &self,
+        conversation: ConversationId,
+        product: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// The last `limit` messages, oldest first.
-    async fn history(&self, conversation: ConversationId, limit: u32) -> Result<Vec<StoredMessage>, StoreError>;
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
 
     /// Flushes and closes; called once at shutdown.
     async fn close(&self);

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlSafeStr};
 
 use super::{Appended, BotTurn, Conversation, Store, StoreError, StoredMessage};
@@ -63,9 +65,12 @@ fn conversation_from(row: &SqliteRow) -> Result<Conversation, StoreError> {
         id: ConversationId(uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?),
         store: StoreId::parse(&store).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         resume_token: ResumeToken(row.try_get("resume_token")?),
-        status: ChatStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        status: ChatStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
         handoff_reason: match reason {
-            Some(r) => Some(HandoffReason::parse(&r).ok_or_else(|| StoreError::Corrupt(format!("reason {r:?}")))?),
+            Some(r) => {
+                Some(HandoffReason::parse(&r).ok_or_else(|| StoreError::Corrupt(format!("reason {r:?}")))?)
+            }
             None => None,
         },
         consecutive_fallbacks: u32::try_from(fallbacks).unwrap_or(0),
@@ -111,7 +116,8 @@ impl Store for SqliteStore {
         store: &StoreId,
         token: &ResumeToken,
     ) -> Result<Option<Conversation>, StoreError> {
-        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE resume_token = ? AND store = ?");
+        let sql =
+            format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE resume_token = ? AND store = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&token.0)
             .bind(store.as_str())
@@ -133,7 +139,8 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let status = status.ok_or(StoreError::NoConversation(conversation))?;
-        let status = ChatStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?;
+        let status =
+            ChatStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO messages (conversation_id, role, text, client_msg_id, created_at)
              VALUES (?, ?, ?, ?, ?)
@@ -157,12 +164,13 @@ impl Store for SqliteStore {
                 Appended { id: MessageId(id), duplicate: false, status }
             }
             None => {
-                let id: i64 =
-                    sqlx::query_scalar("SELECT id FROM messages WHERE conversation_id = ? AND client_msg_id = ?")
-                        .bind(conversation.to_string())
-                        .bind(&client_id.0)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let id: i64 = sqlx::query_scalar(
+                    "SELECT id FROM messages WHERE conversation_id = ? AND client_msg_id = ?",
+                )
+                .bind(conversation.to_string())
+                .bind(&client_id.0)
+                .fetch_one(&mut *tx)
+                .await?;
                 Appended { id: MessageId(id), duplicate: true, status }
             }
         };
@@ -202,7 +210,11 @@ impl Store for SqliteStore {
         Ok(MessageId(id))
     }
 
-    async fn set_product(&self, conversation: ConversationId, product: Option<&str>) -> Result<(), StoreError> {
+    async fn set_product(
+        &self,
+        conversation: ConversationId,
+        product: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE conversations SET product = ? WHERE id = ?")
             .bind(product)
             .bind(conversation.to_string())
@@ -211,7 +223,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn history(&self, conversation: ConversationId, limit: u32) -> Result<Vec<StoredMessage>, StoreError> {
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, role, text, created_at FROM
                (SELECT id, role, text, created_at FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT ?)

@@ -23,7 +23,10 @@ async fn malformed_frames_get_error_codes_and_the_connection_stays_usable() {
         (Message::text(r#"{"type":"message","id":"c2"}"#), "invalid_frame"),
         (Message::text(r#"{"type":"message","id":"c2","text":"x","extra":1}"#), "invalid_frame"),
         (Message::text(r#"{"type":"message","id":"c2","text":"   "}"#), "empty_message"),
-        (Message::text(json!({"type":"message","id":"c2","text":"长".repeat(201)}).to_string()), "message_too_long"),
+        (
+            Message::text(json!({"type":"message","id":"c2","text":"长".repeat(201)}).to_string()),
+            "message_too_long",
+        ),
         (Message::binary(vec![1u8, 2, 3]), "binary_not_supported"),
         (Message::text(r#"{"type":"hello"}"#), "already_started"),
     ];
@@ -41,7 +44,8 @@ async fn malformed_frames_get_error_codes_and_the_connection_stays_usable() {
     drop(shopper);
     let mut check = app.connect("shop").await;
     let resumed = check.hello(welcome["resume_token"].as_str()).await;
-    let texts: Vec<&str> = resumed["history"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> =
+        resumed["history"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(texts.len(), 4, "{texts:?}");
     assert_eq!(texts[0], "保修多久");
     assert_eq!(texts[2], "谢谢");

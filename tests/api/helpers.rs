@@ -17,8 +17,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 const FRAME_WAIT: Duration = Duration::from_secs(15);
 
 /// A running server.
-pub struct TestApp {
-    pub addr: SocketAddr,
+pub(crate) struct TestApp {
+    pub(crate) addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -29,7 +29,7 @@ fn repo() -> PathBuf {
 }
 
 /// The test configuration: fixture stores, the repo's intents, data in `data_dir`.
-pub fn test_config(data_dir: &Path) -> Config {
+pub(crate) fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.storage.data_dir = data_dir.to_path_buf();
@@ -41,7 +41,7 @@ pub fn test_config(data_dir: &Path) -> Config {
 }
 
 /// Starts a server with a fresh data directory.
-pub async fn spawn_app() -> TestApp {
+pub(crate) async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut app = spawn_with(test_config(dir.path())).await;
     app._dir = Some(dir);
@@ -49,7 +49,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts a server with `config`, on port 0.
-pub async fn spawn_with(config: Config) -> TestApp {
+pub(crate) async fn spawn_with(config: Config) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = mibot::app::build_state(config).await.expect("app builds");
@@ -62,14 +62,14 @@ pub async fn spawn_with(config: Config) -> TestApp {
 
 impl TestApp {
     /// Opens a shopper connection to `store`.
-    pub async fn connect(&self, store: &str) -> Client {
+    pub(crate) async fn connect(&self, store: &str) -> Client {
         let url = format!("ws://{}/ws/chat?store={store}", self.addr);
         let (ws, _) = connect_async(url).await.expect("websocket connects");
         Client { ws }
     }
 
     /// Shuts the server down gracefully and waits for it.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -80,21 +80,21 @@ impl TestApp {
 }
 
 /// A shopper's WebSocket client.
-pub struct Client {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+pub(crate) struct Client {
+    pub(crate) ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl Client {
-    pub async fn send(&mut self, value: Value) {
+    pub(crate) async fn send(&mut self, value: Value) {
         self.ws.send(Message::text(value.to_string())).await.unwrap();
     }
 
-    pub async fn send_raw(&mut self, message: Message) {
+    pub(crate) async fn send_raw(&mut self, message: Message) {
         self.ws.send(message).await.unwrap();
     }
 
     /// The next frame, which must be a JSON text frame.
-    pub async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         match self.next_message().await {
             Message::Text(text) => serde_json::from_str(&text).expect("server frames are JSON"),
             other => panic!("expected a text frame, got {other:?}"),
@@ -102,9 +102,10 @@ impl Client {
     }
 
     /// The next frame of any kind.
-    pub async fn next_message(&mut self) -> Message {
+    pub(crate) async fn next_message(&mut self) -> Message {
         loop {
-            let next = tokio::time::timeout(FRAME_WAIT, self.ws.next()).await.expect("a frame arrives in time");
+            let next =
+                tokio::time::timeout(FRAME_WAIT, self.ws.next()).await.expect("a frame arrives in time");
             match next.expect("the connection is open").expect("the frame is readable") {
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => return other,
@@ -113,7 +114,7 @@ impl Client {
     }
 
     /// Says hello (optionally resuming) and returns the `welcome`.
-    pub async fn hello(&mut self, resume_token: Option<&str>) -> Value {
+    pub(crate) async fn hello(&mut self, resume_token: Option<&str>) -> Value {
         let mut hello = json!({"type": "hello"});
         if let Some(token) = resume_token {
             hello["resume_token"] = json!(token);
@@ -125,7 +126,7 @@ impl Client {
     }
 
     /// Sends a message and returns its `ack`.
-    pub async fn message(&mut self, id: &str, text: &str) -> Value {
+    pub(crate) async fn message(&mut self, id: &str, text: &str) -> Value {
         self.send(json!({"type": "message", "id": id, "text": text})).await;
         let ack = self.recv().await;
         assert_eq!(ack["type"], "ack", "{ack}");
@@ -134,7 +135,7 @@ impl Client {
     }
 
     /// Sends a message and returns the bot's `reply` (after checking the ack).
-    pub async fn ask(&mut self, id: &str, text: &str) -> Value {
+    pub(crate) async fn ask(&mut self, id: &str, text: &str) -> Value {
         let ack = self.message(id, text).await;
         assert_eq!(ack["duplicate"], false, "{ack}");
         let reply = self.recv().await;
