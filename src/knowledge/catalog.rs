@@ -4,7 +4,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use super::pack::{AttributeDef, Pack, Product, StockState};
-use crate::domain::{Lang, LocalizedText, Millis};
+use crate::domain::{Lang, Millis};
 use crate::text::fold_width;
 
 /// What a question asks about a product.
@@ -356,11 +356,6 @@ pub fn index_text(p: &Product) -> String {
         parts.extend(d.variants());
     }
     parts.join("\n")
-}
-
-/// A product's category in `lang`, if it has one.
-pub fn category(p: &Product, lang: Lang) -> Option<&str> {
-    p.category.as_ref().map(|c: &LocalizedText| c.get(lang))
 }
 
 #[cfg(test)]
