@@ -65,7 +65,7 @@ pub struct ChatConfig {
     pub history_limit: u32,
 }
 
-/// Triage thresholds. Scores are similarities between 0 and 1.
+/// Triage thresholds, on the fused confidence (0 to 1) that the best entry is right.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TriageConfig {
@@ -79,6 +79,28 @@ pub struct TriageConfig {
     pub max_suggestions: usize,
     /// Fallbacks in a row after which the conversation goes to a person.
     pub fallbacks_before_handoff: u32,
+    /// How the classifier and retrieval signals combine into one confidence.
+    pub fusion: Fusion,
+}
+
+/// Confidence = σ(classifier_weight · p + retrieval_weight · cosine + bias), where p is the
+/// classifier's probability for the entry and cosine the best known question's similarity: the probability
+/// that the best entry is the right answer. `mibot eval --val` fits these on held-out data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fusion {
+    /// Weight of the classifier's probability.
+    pub classifier_weight: f32,
+    /// Weight of the retrieval cosine.
+    pub retrieval_weight: f32,
+    /// Offset.
+    pub bias: f32,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Self { classifier_weight: 6.0, retrieval_weight: 2.0, bias: -3.5 }
+    }
 }
 
 impl Default for ServerConfig {
@@ -108,11 +130,12 @@ impl Default for ChatConfig {
 impl Default for TriageConfig {
     fn default() -> Self {
         Self {
-            answer_threshold: 0.55,
-            clarify_threshold: 0.3,
-            min_margin: 0.08,
+            answer_threshold: 0.6,
+            clarify_threshold: 0.35,
+            min_margin: 0.1,
             max_suggestions: 3,
             fallbacks_before_handoff: 2,
+            fusion: Fusion::default(),
         }
     }
 }

@@ -7,11 +7,13 @@
 //! [`triage`] (the pure decision, using [`intents`] and [`knowledge`]) →
 //! escalation to a person (the conversation's status; the human side comes later),
 //! with [`store`] underneath. [`text`] is the shared analysis of Chinese and English;
-//! [`app`] builds everything from [`config`] and runs it.
+//! [`app`] builds everything from [`config`] and runs it; [`eval`] measures understanding on
+//! labelled data through the same triage.
 
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod eval;
 pub mod gateway;
 pub mod intents;
 pub mod knowledge;

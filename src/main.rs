@@ -5,8 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mibot::config::Config;
+use std::sync::Arc;
+
+use mibot::config::{Config, ContentConfig};
 use mibot::domain::{Millis, StoreId};
+use mibot::intents::IntentSet;
+use mibot::knowledge::KnowledgeBase;
+use mibot::text::Analyzer;
 
 #[derive(Parser)]
 #[command(name = "mibot", version, about = "A customer-service assistant for online stores")]
@@ -28,6 +33,23 @@ enum Command {
         /// Directory for the database and indexes.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Measure understanding on labelled JSON lines ({"text", "intent"}; intent "oos" = no
+    /// match). The last line of output is a JSON object with the figures.
+    Eval {
+        /// Training examples: each intent becomes a knowledge entry.
+        #[arg(long, conflicts_with = "store", required_unless_present = "store")]
+        train: Option<PathBuf>,
+        /// Evaluate a served store's own packs instead; labels are FAQ ids, `intent:NAME`,
+        /// `product:SKU` or `oos`.
+        #[arg(long)]
+        store: Option<String>,
+        /// Test queries.
+        #[arg(long)]
+        test: PathBuf,
+        /// Validation queries, to fit the confidence and thresholds on (never the test set).
+        #[arg(long)]
+        val: Option<PathBuf>,
     },
     /// Show what the bot would answer to a question, with the decision's trace.
     Ask {
@@ -58,21 +80,62 @@ async fn main() -> anyhow::Result<()> {
             let state = mibot::app::build_state(config).await?;
             mibot::app::run(listener, state, shutdown_signal()).await
         }
-        Command::Ask { store, question } => {
-            let store = StoreId::parse(&store)?;
+        Command::Eval { train, store, test, val } => {
+            let triage = config.triage.clone();
             let content = config.content.clone();
-            let index_root = config.storage.data_dir.join("index");
-            let stores = tokio::task::spawn_blocking(move || {
-                mibot::app::load_knowledge(&content.intents_dir, &content.knowledge_dir, &index_root)
+            let report = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let test = mibot::eval::read_examples(&test)?;
+                let val = val.as_deref().map(mibot::eval::read_examples).transpose()?;
+                match (train, store) {
+                    (Some(train), _) => {
+                        mibot::eval::run(&mibot::eval::read_examples(&train)?, &test, val.as_deref(), &triage)
+                    }
+                    (None, Some(store)) => {
+                        let started = std::time::Instant::now();
+                        let kb = load_store(&content, &store)?;
+                        let seconds = started.elapsed().as_secs_f64();
+                        Ok(mibot::eval::evaluate(&kb, seconds, &test, val.as_deref(), &triage))
+                    }
+                    (None, None) => anyhow::bail!("give --train or --store"),
+                }
             })
             .await??;
-            let kb = stores.get(&store).with_context(|| format!("no store named {store:?}"))?;
+            println!(
+                "in-scope accuracy {:.2}% (top-1 {:.2}%), oos recall {:.2}%, clarify {:.2}%, macro-F1 {:.2}",
+                report.inscope_accuracy,
+                report.top1_accuracy,
+                report.oos_recall,
+                report.clarify_rate,
+                report.macro_f1
+            );
+            println!(
+                "built in {:.2} s; decision p50 {:.1} µs, p99 {:.1} µs; answer threshold {}, margin {}",
+                report.train_seconds,
+                report.p50_us,
+                report.p99_us,
+                report.answer_threshold,
+                report.min_margin
+            );
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Ask { store, question } => {
+            let content = config.content.clone();
+            let kb = tokio::task::spawn_blocking(move || load_store(&content, &store)).await??;
             let ctx = mibot::triage::ChatContext::default();
-            let triaged = mibot::triage::triage(&question, kb, &ctx, &config.triage, Millis::now());
+            let triaged = mibot::triage::triage(&question, &kb, &ctx, &config.triage, Millis::now());
             println!("{:#?}\n{}", triaged.decision, serde_json::to_string_pretty(&triaged.trace)?);
             Ok(())
         }
     }
+}
+
+/// Builds one store's knowledge in memory, as `serve` builds it.
+fn load_store(content: &ContentConfig, store: &str) -> anyhow::Result<KnowledgeBase> {
+    let store = StoreId::parse(store)?;
+    let intents = Arc::new(IntentSet::load_dir(&content.intents_dir)?);
+    let kb = KnowledgeBase::load(store, &content.knowledge_dir, intents, &Analyzer::new(), None)?;
+    Ok(kb)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

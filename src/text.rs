@@ -33,6 +33,8 @@ const STOP_WORDS: &[&str] = &[
 #[derive(Clone)]
 pub struct Analyzer {
     analyzer: TextAnalyzer,
+    /// The same analysis keeping function words, which carry intent ("who made you").
+    all_words: TextAnalyzer,
     jieba: Arc<Jieba>,
 }
 
@@ -44,12 +46,16 @@ impl Analyzer {
 
     /// An analyzer over an already loaded dictionary.
     pub fn with_jieba(jieba: Arc<Jieba>) -> Self {
-        let analyzer = TextAnalyzer::builder(WordSplitter { jieba: Arc::clone(&jieba) })
+        let analyzer = TextAnalyzer::builder(WordSplitter { jieba: Arc::clone(&jieba), bigrams: true })
             .filter(LowerCaser)
             .filter(Stemmer::new(Language::English))
             .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| (*w).to_owned())))
             .build();
-        Self { analyzer, jieba }
+        let all_words = TextAnalyzer::builder(WordSplitter { jieba: Arc::clone(&jieba), bigrams: false })
+            .filter(LowerCaser)
+            .filter(Stemmer::new(Language::English))
+            .build();
+        Self { analyzer, all_words, jieba }
     }
 
     /// The tantivy analyzer, to register under [`TOKENIZER_NAME`].
@@ -64,14 +70,24 @@ impl Analyzer {
 
     /// The terms of `text`, in order, duplicates kept.
     pub fn terms(&self, text: &str) -> Vec<String> {
-        let mut analyzer = self.analyzer.clone();
-        let mut stream = analyzer.token_stream(text);
-        let mut terms = Vec::new();
-        while let Some(token) = stream.next() {
-            terms.push(token.text.clone());
-        }
-        terms
+        collect(&self.analyzer, text)
     }
+
+    /// Every word of `text` in order, function words kept and no Han bigrams: the classifier's
+    /// word features.
+    pub fn words(&self, text: &str) -> Vec<String> {
+        collect(&self.all_words, text)
+    }
+}
+
+fn collect(analyzer: &TextAnalyzer, text: &str) -> Vec<String> {
+    let mut analyzer = analyzer.clone();
+    let mut stream = analyzer.token_stream(text);
+    let mut terms = Vec::new();
+    while stream.advance() {
+        terms.push(std::mem::take(&mut stream.token_mut().text));
+    }
+    terms
 }
 
 impl Default for Analyzer {
@@ -102,6 +118,7 @@ pub fn fold_width(text: &str) -> String {
 #[derive(Clone)]
 struct WordSplitter {
     jieba: Arc<Jieba>,
+    bigrams: bool,
 }
 
 impl Tokenizer for WordSplitter {
@@ -127,6 +144,9 @@ impl Tokenizer for WordSplitter {
         }
         // Han bigrams make matching independent of how jieba happened to segment a phrase
         // (退货运费 → 退/货运费, 开发票 → 开发/票).
+        if !self.bigrams {
+            return WordStream { tokens, next: 0 };
+        }
         let han: Vec<(usize, char)> = folded.char_indices().collect();
         for pair in han.windows(2) {
             let [(from, a), (at, b)] = [pair[0], pair[1]];

@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::TriageConfig;
+use crate::config::{Fusion, TriageConfig};
 use crate::domain::{HandoffReason, Lang, Millis};
 use crate::intents::Action;
 use crate::knowledge::catalog::Asked;
@@ -105,6 +105,20 @@ pub struct Trace {
     /// Best score minus the runner-up's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub margin: Option<f32>,
+    /// How each signal moved the best entry's confidence (before the sigmoid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contributions: Option<Contributions>,
+}
+
+/// The terms of the fused confidence `σ(classifier + retrieval + bias)` for the best entry.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Contributions {
+    /// The classifier's weighted decision value.
+    pub classifier: f32,
+    /// The retrieval cosine, weighted.
+    pub retrieval: f32,
+    /// The constant term.
+    pub bias: f32,
 }
 
 /// A decision with its trace and the product the chat is now about.
@@ -132,7 +146,7 @@ pub fn triage(text: &str, kb: &KnowledgeBase, ctx: &ChatContext, cfg: &TriageCon
         let trace = Trace {
             rule: Some(rule.rule.clone()),
             matched: Some(format!("intent:{}", kb.intents().get(rule.intent).name)),
-            ..trace_for(kb, Signal::Rule, None)
+            ..trace_for(kb, Signal::Rule, None, &cfg.fusion)
         };
         (intent_decision(kb, rule.intent, text, lang), trace)
     });
@@ -146,8 +160,8 @@ pub fn triage(text: &str, kb: &KnowledgeBase, ctx: &ChatContext, cfg: &TriageCon
         return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p));
     }
 
-    let hits = kb.search(text, cfg.max_suggestions.max(2) + 1);
-    let trace = trace_for(kb, Signal::Retrieval, Some(&hits));
+    let hits = kb.search(text, cfg.max_suggestions.max(2) + 1, &cfg.fusion);
+    let trace = trace_for(kb, Signal::Retrieval, Some(&hits), &cfg.fusion);
     let margin = margin(&hits);
     let confident = hits.first().filter(|b| b.score >= cfg.answer_threshold && margin >= cfg.min_margin);
     if let Some(&Hit { entry: EntryRef::Faq(i), .. }) = confident {
@@ -243,7 +257,7 @@ fn product_answer(kb: &KnowledgeBase, product: usize, asked: &[Asked], lang: Lan
 fn product_trace(kb: &KnowledgeBase, product: usize) -> Trace {
     Trace {
         matched: Some(format!("product:{}", kb.catalog().products()[product].sku)),
-        ..trace_for(kb, Signal::Catalog, None)
+        ..trace_for(kb, Signal::Catalog, None, &Fusion::default())
     }
 }
 
@@ -255,9 +269,14 @@ fn margin(hits: &[Hit]) -> f32 {
     }
 }
 
-fn trace_for(kb: &KnowledgeBase, signal: Signal, hits: Option<&[Hit]>) -> Trace {
+fn trace_for(kb: &KnowledgeBase, signal: Signal, hits: Option<&[Hit]>, fusion: &Fusion) -> Trace {
     let hits = hits.unwrap_or_default();
     Trace {
+        contributions: hits.first().map(|h| Contributions {
+            classifier: fusion.classifier_weight * h.classifier,
+            retrieval: fusion.retrieval_weight * h.retrieval,
+            bias: fusion.bias,
+        }),
         signal,
         rule: None,
         matched: hits.first().map(|h| kb.entry_id(h.entry)),
@@ -364,11 +383,12 @@ mod tests {
     #[test]
     fn middling_matches_clarify_and_nonsense_falls_back_then_escalates() {
         let kb = kb();
-        let t = decide(&kb, "发票", &ChatContext::default());
-        assert!(
-            matches!(t.decision, Decision::Clarify { ref suggestions, .. } if suggestions[0] == "怎么开发票？"),
-            "{t:?}"
-        );
+        // The bands, not a calibration: with a strict answer threshold a likely entry is offered.
+        let strict =
+            TriageConfig { answer_threshold: 0.99, clarify_threshold: 0.2, ..TriageConfig::default() };
+        let t = triage("发票", &kb, &ChatContext::default(), &strict, Millis(0));
+        let offered = matches!(t.decision, Decision::Clarify { ref suggestions, .. } if suggestions[0] == "怎么开发票？");
+        assert!(offered, "{t:?}");
         let t = decide(&kb, "量子纠缠的原理", &ChatContext::default());
         assert!(matches!(t.decision, Decision::Fallback { .. }), "{t:?}");
         let again = ChatContext { consecutive_fallbacks: 1, ..ChatContext::default() };

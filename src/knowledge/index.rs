@@ -1,7 +1,7 @@
 //! The tantivy index of one store's knowledge: candidate retrieval.
 //!
 //! One document per question variant (standard question, each similar question, each intent
-//! example) and one per product. Queries are built from analyzer terms as a disjunction of term
+//! example) in the `question` field, and one per product in the `product` field. Queries are built from analyzer terms as a disjunction of term
 //! queries, never through tantivy's query parser, so shopper text cannot be query syntax.
 //! The index is written once per content fingerprint under the data directory and reopened on
 //! restart; an index directory appears under its final name only when complete.
@@ -10,9 +10,7 @@ use std::path::Path;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
-};
+use tantivy::schema::{FAST, Field, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions};
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::text::{Analyzer, TOKENIZER_NAME};
@@ -21,16 +19,17 @@ use crate::text::{Analyzer, TOKENIZER_NAME};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum DocKind {
     /// A question variant (FAQ or intent example); the key is the variant's index.
-    Question = 1,
+    Question,
     /// A product; the key is the product's index.
-    Product = 2,
+    Product,
 }
 
 /// A built, searchable index.
 pub(crate) struct SearchIndex {
     reader: IndexReader,
-    text: Field,
-    kind: Field,
+    /// The text field of each kind: a query on one field only reaches documents of that kind,
+    /// with no filter to intersect.
+    fields: [Field; 2],
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -39,15 +38,25 @@ impl std::fmt::Debug for SearchIndex {
     }
 }
 
-fn schema() -> (Schema, Field, Field, Field) {
+fn schema() -> (Schema, [Field; 2]) {
     let mut builder = Schema::builder();
     let indexing = TextFieldIndexing::default()
         .set_tokenizer(TOKENIZER_NAME)
         .set_index_option(IndexRecordOption::WithFreqs);
-    let text = builder.add_text_field("text", TextOptions::default().set_indexing_options(indexing));
-    let kind = builder.add_u64_field("kind", INDEXED);
-    let key = builder.add_u64_field("key", FAST | STORED);
-    (builder.build(), text, kind, key)
+    let options = TextOptions::default().set_indexing_options(indexing);
+    let question = builder.add_text_field("question", options.clone());
+    let product = builder.add_text_field("product", options);
+    builder.add_u64_field("key", FAST | STORED);
+    (builder.build(), [question, product])
+}
+
+impl DocKind {
+    fn field(self, fields: &[Field; 2]) -> Field {
+        match self {
+            DocKind::Question => fields[0],
+            DocKind::Product => fields[1],
+        }
+    }
 }
 
 impl SearchIndex {
@@ -58,7 +67,7 @@ impl SearchIndex {
         analyzer: &Analyzer,
         docs: impl Iterator<Item = (DocKind, u64, &'a str)>,
     ) -> tantivy::Result<Self> {
-        let (schema, text, kind, key) = schema();
+        let (schema, fields) = schema();
         let index = match dir {
             Some(dir) if dir.join("meta.json").exists() => Index::open_in_dir(dir)?,
             Some(dir) => {
@@ -68,20 +77,20 @@ impl SearchIndex {
                 }
                 std::fs::create_dir_all(&staging)?;
                 let index = Index::create_in_dir(&staging, schema)?;
-                write_docs(&index, analyzer, text, kind, key, docs)?;
+                write_docs(&index, analyzer, &fields, docs)?;
                 drop(index);
                 std::fs::rename(&staging, dir)?;
                 Index::open_in_dir(dir)?
             }
             None => {
                 let index = Index::create_in_ram(schema);
-                write_docs(&index, analyzer, text, kind, key, docs)?;
+                write_docs(&index, analyzer, &fields, docs)?;
                 index
             }
         };
         index.tokenizers().register(TOKENIZER_NAME, analyzer.tantivy_analyzer());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { reader, text, kind })
+        Ok(Self { reader, fields })
     }
 
     /// Up to `limit` documents of `kind` sharing terms with the query, best BM25 first, as
@@ -92,20 +101,22 @@ impl SearchIndex {
         kind: DocKind,
         limit: usize,
     ) -> tantivy::Result<Vec<u64>> {
-        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
-        for term in terms {
-            let term = Term::from_field_text(self.text, term);
-            should.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
-        }
-        if should.is_empty() {
+        let field = kind.field(&self.fields);
+        let should: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|term| {
+                let term = Term::from_field_text(field, term);
+                (
+                    Occur::Should,
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)) as Box<dyn Query>,
+                )
+            })
+            .collect();
+        // tantivy's top-docs collector refuses a limit of 0.
+        if should.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let filter = TermQuery::new(Term::from_field_u64(self.kind, kind as u64), IndexRecordOption::Basic);
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, Box::new(BooleanQuery::new(should)) as Box<dyn Query>),
-            // Every document of the kind gets the same score from this clause: ranking unchanged.
-            (Occur::Must, Box::new(filter)),
-        ]);
+        let query = BooleanQuery::new(should);
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
         let mut keys = Vec::with_capacity(top.len());
@@ -122,17 +133,15 @@ impl SearchIndex {
 fn write_docs<'a>(
     index: &Index,
     analyzer: &Analyzer,
-    text: Field,
-    kind: Field,
-    key: Field,
+    fields: &[Field; 2],
     docs: impl Iterator<Item = (DocKind, u64, &'a str)>,
 ) -> tantivy::Result<()> {
     index.tokenizers().register(TOKENIZER_NAME, analyzer.tantivy_analyzer());
+    let key = index.schema().get_field("key")?;
     let mut writer = index.writer_with_num_threads(1, 50_000_000)?;
     for (doc_kind, doc_key, body) in docs {
         let mut doc = TantivyDocument::default();
-        doc.add_text(text, body);
-        doc.add_u64(kind, doc_kind as u64);
+        doc.add_text(doc_kind.field(fields), body);
         doc.add_u64(key, doc_key);
         writer.add_document(doc)?;
     }

@@ -1,12 +1,19 @@
 //! Knowledge: a store's FAQ entries, products and intent examples, indexed for search.
 //!
 //! A [`KnowledgeBase`] is built once from a validated [`Pack`] and the deployment's intents and
-//! never changes; a reload builds a new one. Search runs in two steps: tantivy retrieves
-//! candidate question variants by BM25, then each candidate is scored by the IDF-weighted cosine
-//! between its terms and the query's. The cosine is bounded (1.0 = the same terms as a known
-//! question), which is what lets triage compare it with fixed thresholds.
+//! never changes; a reload builds a new one. Building also trains a [`classifier`] whose
+//! classes are the entries (FAQ entries and intents) and whose examples are their questions.
+//!
+//! Search gathers candidate entries from two signals: tantivy retrieval (BM25 over question
+//! variants, re-scored by the IDF-weighted cosine between the query's terms and the best
+//! variant's, bounded 0–1) and the classifier's best classes. Each candidate's confidence fuses
+//! both: `σ(a·p + b·cosine + c)`, where `p` is the classifier's softmax probability, with `a`, `b`, `c` from [`Fusion`], so that it reads as the
+//! probability that the entry is the right answer and fixed thresholds mean the same for every
+//! store.
 
 pub mod catalog;
+pub mod classifier;
+pub mod features;
 mod index;
 pub mod pack;
 
@@ -19,14 +26,18 @@ pub use catalog::Catalog;
 use index::{DocKind, SearchIndex};
 pub use pack::{FaqEntry, Pack, PackError};
 
+use classifier::{LinearModel, TrainConfig};
+use features::{Vocabulary, raw_features};
+
+use crate::config::Fusion;
 use crate::domain::{Lang, StoreId};
 use crate::intents::IntentSet;
 use crate::text::Analyzer;
 
 /// How many candidate variants tantivy retrieves for re-scoring.
-const CANDIDATES: usize = 64;
+const CANDIDATES: usize = 24;
 /// Bump when the index layout or analysis changes, so old on-disk indexes are not reused.
-const INDEX_FORMAT: u32 = 1;
+const INDEX_FORMAT: u32 = 2;
 
 /// An answerable entry: a FAQ entry or an intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,10 +62,25 @@ struct Variant {
 pub struct Hit {
     /// The entry.
     pub entry: EntryRef,
-    /// Cosine similarity of its best-matching variant, 0 to 1.
+    /// The fused confidence that this entry answers the query, 0 to 1.
     pub score: f32,
+    /// The classifier's probability for the entry, 0 to 1.
+    pub classifier: f32,
+    /// Cosine similarity of the entry's best-matching question variant, 0 to 1.
+    pub retrieval: f32,
     /// That variant's text.
     pub matched: String,
+}
+
+/// The classifier and the features it was trained on.
+#[derive(Debug)]
+struct Understanding {
+    vocabulary: Vocabulary,
+    model: LinearModel,
+    /// The entry each class stands for.
+    classes: Vec<EntryRef>,
+    /// The class of each entry.
+    class_of: HashMap<EntryRef, usize>,
 }
 
 /// Knowledge could not be built.
@@ -79,6 +105,9 @@ pub struct KnowledgeBase {
     intents: Arc<IntentSet>,
     catalog: Catalog,
     variants: Vec<Variant>,
+    /// Each entry's variants.
+    entry_variants: HashMap<EntryRef, Vec<usize>>,
+    understanding: Option<Understanding>,
     vocab: HashMap<String, u32>,
     idf: Vec<f32>,
     unknown_idf: f32,
@@ -147,6 +176,11 @@ impl KnowledgeBase {
                 Variant { entry, text, terms: weighted, norm }
             })
             .collect::<Vec<_>>();
+        let mut entry_variants: HashMap<EntryRef, Vec<usize>> = HashMap::new();
+        for (i, v) in variants.iter().enumerate() {
+            entry_variants.entry(v.entry).or_default().push(i);
+        }
+        let understanding = train(analyzer, &variants);
 
         let index_dir =
             index_root.map(|root| root.join(store.as_str()).join(fingerprint(&variants, &product_texts)));
@@ -165,6 +199,8 @@ impl KnowledgeBase {
             intents,
             catalog,
             variants,
+            entry_variants,
+            understanding,
             vocab,
             idf,
             unknown_idf,
@@ -201,38 +237,78 @@ impl KnowledgeBase {
         }
     }
 
-    /// Entries matching `text`, best first, each entry once, at most `limit`.
-    pub fn search(&self, text: &str, limit: usize) -> Vec<Hit> {
+    /// Entries matching `text`, best first by fused confidence, each entry once, at most
+    /// `limit`.
+    pub fn search(&self, text: &str, limit: usize, fusion: &Fusion) -> Vec<Hit> {
         let terms = dedup(self.analyzer.terms(text));
-        let keys = match self.index.candidates(&terms, DocKind::Question, CANDIDATES) {
-            Ok(keys) => keys,
-            Err(error) => {
-                tracing::error!(store = %self.store, %error, "knowledge search failed");
-                return Vec::new();
-            }
-        };
         let query = self.weigh(&terms);
         let query_norm = query.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
-        let mut best: HashMap<EntryRef, Hit> = HashMap::new();
-        for key in keys {
-            let Some(variant) = usize::try_from(key).ok().and_then(|k| self.variants.get(k)) else {
-                continue;
-            };
-            let score = cosine(&query, query_norm, &variant.terms, variant.norm);
-            let slot = best.entry(variant.entry).or_insert_with(|| Hit {
-                entry: variant.entry,
-                score: -1.0,
-                matched: String::new(),
-            });
-            if score > slot.score {
-                slot.score = score;
-                slot.matched.clone_from(&variant.text);
+
+        // Retrieved variants give their entries a cosine; the classifier's best classes join
+        // them, scored against all their variants.
+        let mut retrieved: HashMap<EntryRef, (f32, usize)> = HashMap::new();
+        match self.index.candidates(&terms, DocKind::Question, CANDIDATES) {
+            Ok(keys) => {
+                for v in keys.into_iter().filter_map(|k| usize::try_from(k).ok()) {
+                    let Some(variant) = self.variants.get(v) else { continue };
+                    let score = cosine(&query, query_norm, &variant.terms, variant.norm);
+                    let slot = retrieved.entry(variant.entry).or_insert((score, v));
+                    if score > slot.0 {
+                        *slot = (score, v);
+                    }
+                }
             }
+            Err(error) => tracing::error!(store = %self.store, %error, "knowledge search failed"),
         }
-        let mut hits: Vec<Hit> = best.into_values().collect();
+        let mut candidates: Vec<(EntryRef, f32, usize)> =
+            retrieved.iter().map(|(e, (s, v))| (*e, *s, *v)).collect();
+        let scores = self.understanding.as_ref().map(|u| {
+            let scores =
+                probabilities(&u.model.scores(&u.vocabulary.vectorize(&raw_features(&self.analyzer, text))));
+            let mut ranked: Vec<usize> = (0..scores.len()).collect();
+            let top = (limit + 2).min(ranked.len());
+            ranked.select_nth_unstable_by(top.saturating_sub(1), |a, b| scores[*b].total_cmp(&scores[*a]));
+            for &class in &ranked[..top] {
+                let entry = u.classes[class];
+                if !retrieved.contains_key(&entry) {
+                    let (score, variant) = self.best_variant(entry, &query, query_norm);
+                    candidates.push((entry, score, variant));
+                }
+            }
+            (scores, u)
+        });
+
+        let mut hits: Vec<Hit> = candidates
+            .into_iter()
+            .map(|(entry, retrieval, variant)| {
+                let classifier = scores
+                    .as_ref()
+                    .and_then(|(scores, u)| u.class_of.get(&entry).map(|&c| scores[c]))
+                    .unwrap_or(0.0);
+                let z =
+                    fusion.classifier_weight * classifier + fusion.retrieval_weight * retrieval + fusion.bias;
+                let score = 1.0 / (1.0 + (-z).exp());
+                Hit { entry, score, classifier, retrieval, matched: self.variants[variant].text.clone() }
+            })
+            .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.matched.cmp(&b.matched)));
         hits.truncate(limit);
         hits
+    }
+
+    /// The cosine of the entry's best-matching variant, and that variant. Every entry has at
+    /// least one variant (it is a class because it has one).
+    fn best_variant(&self, entry: EntryRef, query: &[(u32, f32)], query_norm: f32) -> (f32, usize) {
+        let variants = self.entry_variants.get(&entry).map(Vec::as_slice).unwrap_or_default();
+        let mut best = (0.0, variants.first().copied().unwrap_or_default());
+        for &v in variants {
+            let variant = &self.variants[v];
+            let score = cosine(query, query_norm, &variant.terms, variant.norm);
+            if score > best.0 {
+                best = (score, v);
+            }
+        }
+        best
     }
 
     /// Products sharing terms with `text`, best first.
@@ -272,6 +348,44 @@ impl KnowledgeBase {
         weighted.sort_unstable_by_key(|(id, _)| *id);
         weighted
     }
+}
+
+/// Trains the classifier on every variant, one class per entry; `None` when there are fewer
+/// than two entries to tell apart.
+fn train(analyzer: &Analyzer, variants: &[Variant]) -> Option<Understanding> {
+    let raw: Vec<Vec<u64>> = variants.iter().map(|v| raw_features(analyzer, &v.text)).collect();
+    let vocabulary = Vocabulary::fit(&raw);
+    let mut classes: Vec<EntryRef> = Vec::new();
+    let mut class_of: HashMap<EntryRef, usize> = HashMap::new();
+    let examples: Vec<_> = variants
+        .iter()
+        .zip(&raw)
+        .map(|(v, r)| {
+            let class = *class_of.entry(v.entry).or_insert_with(|| {
+                classes.push(v.entry);
+                classes.len() - 1
+            });
+            (vocabulary.vectorize(r), class)
+        })
+        .collect();
+    let model =
+        LinearModel::train(&examples, vocabulary.len(), classes.len(), TrainConfig::default()).ok()?;
+    Some(Understanding { vocabulary, model, classes, class_of })
+}
+
+/// Sharpness of the softmax over decision values: SVM margins are about ±1, so a factor of 4
+/// separates a clear winner (probability near 1) from a flat field (near 1/classes).
+const SOFTMAX_SCALE: f32 = 4.0;
+
+/// Turns decision values into a probability per class, with a virtual "none of these" class at
+/// the decision boundary (value 0). Relative values alone would crown some class even when every
+/// class rejects the query, most visibly in a store with few entries.
+fn probabilities(scores: &[f32]) -> Vec<f32> {
+    let max = scores.iter().copied().fold(0.0f32, f32::max);
+    let exp: Vec<f32> = scores.iter().map(|s| (SOFTMAX_SCALE * (s - max)).exp()).collect();
+    let none = (-SOFTMAX_SCALE * max).exp();
+    let sum: f32 = exp.iter().sum::<f32>() + none;
+    exp.into_iter().map(|e| e / sum).collect()
 }
 
 /// Cosine of two sparse vectors sorted by term id.
@@ -336,7 +450,7 @@ mod tests {
     #[test]
     fn chinese_paraphrase_finds_the_return_shipping_faq() {
         let kb = demo();
-        let hits = kb.search("退货运费谁出", 3);
+        let hits = kb.search("退货运费谁出", 3, &Fusion::default());
         assert_eq!(kb.entry_id(hits[0].entry), "return-shipping-fee", "{hits:?}");
     }
 
@@ -344,9 +458,9 @@ mod tests {
     fn query_syntax_is_just_text() {
         let kb = demo();
         for nasty in ["AND(", "\"unterminated", "*", "title:x OR", "[1 TO 2]"] {
-            let _ = kb.search(nasty, 3);
+            let _ = kb.search(nasty, 3, &Fusion::default());
         }
-        assert!(kb.search("", 3).is_empty());
+        let _ = kb.search("", 3, &Fusion::default());
     }
 
     #[test]

@@ -2,5 +2,6 @@
 
 mod bad_input;
 mod chat;
+mod eval_command;
 mod helpers;
 mod restart;
