@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -92,6 +93,11 @@ pub async fn run(
         }
     });
     tracing::info!(addr = %listener.local_addr()?, "listening");
+    // Chat frames are small: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
+    // tens of milliseconds to a reply.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, crate::gateway::router(state))
         .with_graceful_shutdown(token.cancelled_owned())
         .await

@@ -8,9 +8,10 @@
 //! escalation to a person (the conversation's status; the human side comes later),
 //! with [`store`] underneath. [`text`] is the shared analysis of Chinese and English;
 //! [`app`] builds everything from [`config`] and runs it; [`eval`] measures understanding on
-//! labelled data through the same triage.
+//! labelled data through the same triage, and [`bench`] measures throughput and latency under load.
 
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod eval;

@@ -51,6 +51,35 @@ enum Command {
         #[arg(long)]
         val: Option<PathBuf>,
     },
+    /// Drive shopper load against a server on this machine and report throughput and latency.
+    Bench {
+        /// A running server's chat URL (loopback only). Without it, bench starts
+        /// `mibot serve` with the demo store itself.
+        #[arg(long)]
+        url: Option<String>,
+        /// Concurrent shopper connections.
+        #[arg(long, default_value_t = 20)]
+        connections: usize,
+        /// How long to send for, in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Messages per second to offer in total; flat out when not given.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Every N-th conversation asks for a person (0: none).
+        #[arg(long, default_value_t = 10)]
+        handoff_every: usize,
+        /// Also measure the echo ceiling with the same load and print mibot / echo.
+        #[arg(long)]
+        echo: bool,
+    },
+    /// The bench's reference ceiling: the chat protocol with no pipeline behind it.
+    #[command(hide = true)]
+    EchoServer {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
     /// Show what the bot would answer to a question, with the decision's trace.
     Ask {
         /// The store to ask.
@@ -117,6 +146,49 @@ async fn main() -> anyhow::Result<()> {
                 report.min_margin
             );
             println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Bench { url, connections, seconds, rate, handoff_every, echo } => {
+            let duration = std::time::Duration::from_secs_f64(seconds.max(0.1));
+            let load = |url: String| mibot::bench::Load { url, connections, duration, rate, handoff_every };
+            let report = match url {
+                Some(url) => {
+                    let measured = mibot::bench::drive(&load(url)).await?;
+                    serde_json::json!({ "mibot": measured })
+                }
+                None => {
+                    let server = mibot::bench::servers::Server::mibot("demo").await?;
+                    let before = mibot::bench::process_usage(server.pid());
+                    let started = std::time::Instant::now();
+                    let measured = mibot::bench::drive(&load(server.url.clone())).await?;
+                    let wall = started.elapsed().as_secs_f64();
+                    let after = mibot::bench::process_usage(server.pid());
+                    server.stop().await;
+                    let cpu = before.zip(after).map(|(b, a)| 100.0 * (a.cpu_seconds - b.cpu_seconds) / wall);
+                    let mut report = serde_json::json!({
+                        "mibot": measured,
+                        "server_rss_kib": after.map(|a| a.rss_kib),
+                        "server_cpu_percent": cpu,
+                    });
+                    if echo {
+                        let echo_server = mibot::bench::servers::Server::echo().await?;
+                        let ceiling = mibot::bench::drive(&load(echo_server.url.clone())).await?;
+                        echo_server.stop().await;
+                        report["ratio"] = serde_json::json!(
+                            measured.messages_per_second / ceiling.messages_per_second.max(1e-9)
+                        );
+                        report["echo"] = serde_json::to_value(ceiling)?;
+                    }
+                    report
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::EchoServer { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            mibot::bench::echo::run(listener, shutdown_signal()).await?;
             Ok(())
         }
         Command::Ask { store, question } => {

@@ -25,6 +25,10 @@ pub enum SessionError {
     /// Storage failed; nothing was acknowledged.
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
+    /// The message is stored and acknowledged, but the reply could not be stored, so it was not
+    /// sent (an unstored handoff must not be announced).
+    #[error("storing the reply failed: {0}")]
+    Reply(StoreError),
     /// The connection's writer has gone; stop.
     #[error("the connection is closed")]
     Disconnected,
@@ -189,7 +193,7 @@ impl Session {
             product: triaged.product.clone(),
             at: Millis::now(),
         };
-        self.store.record_bot_turn(&turn).await?;
+        self.store.record_bot_turn(&turn).await.map_err(SessionError::Reply)?;
         if let Some(current) = self.conversation.as_mut() {
             current.status = status;
             current.consecutive_fallbacks = consecutive_fallbacks;

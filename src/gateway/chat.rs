@@ -95,6 +95,13 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
                     "the message could not be saved; nothing was acknowledged, please send it again",
                 )
             }
+            Err(SessionError::Reply(error)) => {
+                tracing::error!(error = %error, "storage failed while storing a bot reply");
+                ProtocolError::new(
+                    ErrorCode::Unavailable,
+                    "your message was received and saved, but no reply could be given right now; please ask again",
+                )
+            }
             Err(SessionError::Disconnected) => break None,
         };
         if out.send(error.into()).await.is_err() {

@@ -2,7 +2,7 @@
 //!
 //! The pipeline sees only [`Store`]; [`sqlite::SqliteStore`] implements it for a single node.
 //! A message is acknowledged to the shopper only after `append_shopper_message` returns, i.e.
-//! after its transaction committed with a full sync.
+//! after the transaction holding it committed with a full sync.
 
 pub mod sqlite;
 
@@ -93,6 +93,12 @@ pub enum StoreError {
     /// The conversation does not exist.
     #[error("conversation {0} does not exist")]
     NoConversation(ConversationId),
+    /// The batch holding this write failed to commit.
+    #[error("the write was not committed: {0}")]
+    Unavailable(String),
+    /// The store is shut down.
+    #[error("the store is closed")]
+    Closed,
 }
 
 /// Everything the chat path needs from storage.

@@ -1,5 +1,10 @@
 //! The SQLite store: one database file under the data directory, in WAL mode with full sync,
 //! schema migrations embedded in the binary and applied at open.
+//!
+//! Writes go through one writer task with its own connection, which commits whatever writes are
+//! waiting together in one transaction: a group commit. Every caller is answered only after the
+//! commit that holds its write is synced. So durability costs one fsync per batch, not per
+//! message, and writers never contend for SQLite's lock. Reads use a small pool.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -9,9 +14,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Row, SqlSafeStr};
+use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, BotTurn, Conversation, Store, StoreError, StoredMessage};
 use crate::domain::{
@@ -22,6 +29,28 @@ use crate::domain::{
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writes: mpsc::Sender<Write>,
+}
+
+/// Most writes committed together.
+const MAX_BATCH: usize = 512;
+
+/// What the writer task is asked to do.
+#[derive(Debug)]
+enum Write {
+    /// Apply a write, in the next batch.
+    Op(Op),
+    /// Commit what is queued, close the connection, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// A write, with where to send its outcome.
+#[derive(Debug)]
+enum Op {
+    Create(Conversation, Millis, oneshot::Sender<Result<(), StoreError>>),
+    Append(ConversationId, ClientMessageId, String, Millis, oneshot::Sender<Result<Appended, StoreError>>),
+    Turn(Box<BotTurn>, oneshot::Sender<Result<MessageId, StoreError>>),
+    Product(ConversationId, Option<String>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 fn migrator() -> Migrator {
@@ -46,10 +75,107 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         migrator().run(&pool).await?;
-        Ok(Self { pool })
+        let writer = options.connect().await?;
+        let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_batches(writer, queue));
+        Ok(Self { pool, writes })
     }
+
+    /// Hands a write to the writer task and waits for its committed outcome.
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
+    ) -> Result<T, StoreError> {
+        let (done, outcome) = oneshot::channel();
+        self.writes.send(Write::Op(make(done))).await.map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The writer task: takes every waiting write, applies them in one IMMEDIATE transaction,
+/// commits, then answers each. If the commit fails, every write of the batch fails.
+async fn write_batches(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut closing = None;
+        let mut answers = Vec::with_capacity(batch.len());
+        let committed = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            for write in batch.drain(..) {
+                match write {
+                    Write::Close(done) => closing = Some(done),
+                    Write::Op(op) => answers.push(apply(&mut tx, op).await?),
+                }
+            }
+            tx.commit().await
+        }
+        .await;
+        match committed {
+            Ok(()) => answers.into_iter().for_each(Answer::send),
+            Err(error) => {
+                tracing::error!(%error, writes = answers.len(), "a batch of writes failed to commit");
+                answers.into_iter().for_each(|a| a.fail(&error));
+            }
+        }
+        batch.clear();
+        if let Some(done) = closing {
+            let _ = conn.close().await;
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+/// A write's outcome, held until its batch commits.
+enum Answer {
+    Unit(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    Appended(oneshot::Sender<Result<Appended, StoreError>>, Result<Appended, StoreError>),
+    Message(oneshot::Sender<Result<MessageId, StoreError>>, MessageId),
+}
+
+impl Answer {
+    fn send(self) {
+        match self {
+            Answer::Unit(done, r) => drop(done.send(r)),
+            Answer::Appended(done, r) => drop(done.send(r)),
+            Answer::Message(done, id) => drop(done.send(Ok(id))),
+        }
+    }
+
+    fn fail(self, error: &sqlx::Error) {
+        let failed = || StoreError::Unavailable(error.to_string());
+        match self {
+            Answer::Unit(done, _) => drop(done.send(Err(failed()))),
+            Answer::Appended(done, _) => drop(done.send(Err(failed()))),
+            Answer::Message(done, _) => drop(done.send(Err(failed()))),
+        }
+    }
+}
+
+/// Applies one write inside the batch's transaction. An SQL error aborts the whole batch; a
+/// missing conversation is that write's own outcome.
+async fn apply(tx: &mut SqliteConnection, op: Op) -> Result<Answer, sqlx::Error> {
+    Ok(match op {
+        Op::Create(conversation, at, done) => {
+            insert_conversation(tx, &conversation, at).await?;
+            Answer::Unit(done, Ok(()))
+        }
+        Op::Append(conversation, client_id, text, at, done) => {
+            let outcome = append(tx, conversation, &client_id, &text, at).await?;
+            Answer::Appended(done, outcome)
+        }
+        Op::Turn(turn, done) => Answer::Message(done, record_turn(tx, &turn).await?),
+        Op::Product(conversation, product, done) => {
+            sqlx::query("UPDATE conversations SET product = ? WHERE id = ?")
+                .bind(product)
+                .bind(conversation.to_string())
+                .execute(&mut *tx)
+                .await?;
+            Answer::Unit(done, Ok(()))
+        }
+    })
 }
 
 const CONVERSATION_COLUMNS: &str =
@@ -78,6 +204,106 @@ fn conversation_from(row: &SqliteRow) -> Result<Conversation, StoreError> {
     })
 }
 
+async fn insert_conversation(
+    tx: &mut SqliteConnection,
+    c: &Conversation,
+    at: Millis,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO conversations (id, store, resume_token, status, product, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(c.id.to_string())
+    .bind(c.store.as_str())
+    .bind(&c.resume_token.0)
+    .bind(c.status.as_str())
+    .bind(c.product.as_deref())
+    .bind(at.0)
+    .bind(at.0)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn append(
+    tx: &mut SqliteConnection,
+    conversation: ConversationId,
+    client_id: &ClientMessageId,
+    text: &str,
+    at: Millis,
+) -> Result<Result<Appended, StoreError>, sqlx::Error> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM conversations WHERE id = ?")
+        .bind(conversation.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(status) = status else { return Ok(Err(StoreError::NoConversation(conversation))) };
+    let Some(status) = ChatStatus::parse(&status) else {
+        return Ok(Err(StoreError::Corrupt(format!("status {status:?}"))));
+    };
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, role, text, client_msg_id, created_at)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (conversation_id, client_msg_id) DO NOTHING
+         RETURNING id",
+    )
+    .bind(conversation.to_string())
+    .bind(Role::Shopper.as_str())
+    .bind(text)
+    .bind(&client_id.0)
+    .bind(at.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(Ok(match inserted {
+        Some(id) => {
+            sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
+                .bind(at.0)
+                .bind(conversation.to_string())
+                .execute(&mut *tx)
+                .await?;
+            Appended { id: MessageId(id), duplicate: false, status }
+        }
+        None => {
+            let id: i64 =
+                sqlx::query_scalar("SELECT id FROM messages WHERE conversation_id = ? AND client_msg_id = ?")
+                    .bind(conversation.to_string())
+                    .bind(&client_id.0)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            Appended { id: MessageId(id), duplicate: true, status }
+        }
+    }))
+}
+
+async fn record_turn(tx: &mut SqliteConnection, turn: &BotTurn) -> Result<MessageId, sqlx::Error> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, role, text, in_reply_to, trace, created_at)
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(turn.conversation.to_string())
+    .bind(Role::Bot.as_str())
+    .bind(&turn.text)
+    .bind(turn.in_reply_to.0)
+    .bind(turn.trace.to_string())
+    .bind(turn.at.0)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE conversations
+         SET status = ?, handoff_reason = COALESCE(?, handoff_reason), consecutive_fallbacks = ?,
+             product = ?, updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(turn.status.as_str())
+    .bind(turn.handoff_reason.map(HandoffReason::as_str))
+    .bind(i64::from(turn.consecutive_fallbacks))
+    .bind(turn.product.as_deref())
+    .bind(turn.at.0)
+    .bind(turn.conversation.to_string())
+    .execute(&mut *tx)
+    .await?;
+    Ok(MessageId(id))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_conversation(
@@ -95,19 +321,8 @@ impl Store for SqliteStore {
             consecutive_fallbacks: 0,
             product: product.map(str::to_owned),
         };
-        sqlx::query(
-            "INSERT INTO conversations (id, store, resume_token, status, product, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(conversation.id.to_string())
-        .bind(store.as_str())
-        .bind(&conversation.resume_token.0)
-        .bind(ChatStatus::Bot.as_str())
-        .bind(product)
-        .bind(at.0)
-        .bind(at.0)
-        .execute(&self.pool)
-        .await?;
+        let stored = conversation.clone();
+        self.write(|done| Op::Create(stored, at, done)).await?;
         Ok(conversation)
     }
 
@@ -133,81 +348,13 @@ impl Store for SqliteStore {
         text: &str,
         at: Millis,
     ) -> Result<Appended, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM conversations WHERE id = ?")
-            .bind(conversation.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let status = status.ok_or(StoreError::NoConversation(conversation))?;
-        let status =
-            ChatStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (conversation_id, role, text, client_msg_id, created_at)
-             VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (conversation_id, client_msg_id) DO NOTHING
-             RETURNING id",
-        )
-        .bind(conversation.to_string())
-        .bind(Role::Shopper.as_str())
-        .bind(text)
-        .bind(&client_id.0)
-        .bind(at.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let appended = match inserted {
-            Some(id) => {
-                sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
-                    .bind(at.0)
-                    .bind(conversation.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                Appended { id: MessageId(id), duplicate: false, status }
-            }
-            None => {
-                let id: i64 = sqlx::query_scalar(
-                    "SELECT id FROM messages WHERE conversation_id = ? AND client_msg_id = ?",
-                )
-                .bind(conversation.to_string())
-                .bind(&client_id.0)
-                .fetch_one(&mut *tx)
-                .await?;
-                Appended { id: MessageId(id), duplicate: true, status }
-            }
-        };
-        tx.commit().await?;
-        Ok(appended)
+        let (client_id, text) = (client_id.clone(), text.to_owned());
+        self.write(|done| Op::Append(conversation, client_id, text, at, done)).await
     }
 
     async fn record_bot_turn(&self, turn: &BotTurn) -> Result<MessageId, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (conversation_id, role, text, in_reply_to, trace, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(turn.conversation.to_string())
-        .bind(Role::Bot.as_str())
-        .bind(&turn.text)
-        .bind(turn.in_reply_to.0)
-        .bind(turn.trace.to_string())
-        .bind(turn.at.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE conversations
-             SET status = ?, handoff_reason = COALESCE(?, handoff_reason), consecutive_fallbacks = ?,
-                 product = ?, updated_at = ?
-             WHERE id = ?",
-        )
-        .bind(turn.status.as_str())
-        .bind(turn.handoff_reason.map(HandoffReason::as_str))
-        .bind(i64::from(turn.consecutive_fallbacks))
-        .bind(turn.product.as_deref())
-        .bind(turn.at.0)
-        .bind(turn.conversation.to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(MessageId(id))
+        let turn = Box::new(turn.clone());
+        self.write(|done| Op::Turn(turn, done)).await
     }
 
     async fn set_product(
@@ -215,12 +362,8 @@ impl Store for SqliteStore {
         conversation: ConversationId,
         product: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE conversations SET product = ? WHERE id = ?")
-            .bind(product)
-            .bind(conversation.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let product = product.map(str::to_owned);
+        self.write(|done| Op::Product(conversation, product, done)).await
     }
 
     async fn history(
@@ -251,6 +394,10 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.writes.send(Write::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
         self.pool.close().await;
     }
 }

@@ -223,3 +223,23 @@ async fn a_paraphrase_not_in_the_pack_is_answered_and_an_unrelated_question_is_n
     assert_ne!(unrelated["kind"], "answer", "{unrelated}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn many_shoppers_writing_at_once_are_all_stored_and_answered() {
+    let app = spawn_app().await;
+    let mut shoppers = Vec::new();
+    for n in 0..16 {
+        let mut shopper = app.connect("shop").await;
+        shopper.hello(None).await;
+        shoppers.push(tokio::spawn(async move {
+            for turn in 0..6 {
+                let reply = shopper.ask(&format!("s{n}-{turn}"), "保修多久").await;
+                assert_eq!(reply["kind"], "answer", "{reply}");
+            }
+        }));
+    }
+    for shopper in shoppers {
+        shopper.await.expect("every message acknowledged and answered, none refused as locked");
+    }
+    app.stop().await;
+}

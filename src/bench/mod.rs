@@ -1,0 +1,316 @@
+//! `mibot bench`: a WebSocket load generator for the shopper chat, and a reference ceiling.
+//!
+//! It opens N shopper connections to a server on this machine, drives a realistic mix of
+//! messages (FAQ questions in Chinese and English, product questions, small talk, a share of
+//! handoffs) flat out or at a set rate for a bounded time, and reports messages per second,
+//! reply latency percentiles from an HDR histogram, errors and connections held. The same load
+//! against [`echo`]'s minimal server (same tokio, axum and frame sizes, no pipeline) gives the
+//! ceiling that mibot's figures are quoted against. It only ever targets loopback addresses.
+
+pub mod echo;
+pub mod servers;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// What a shopper says, in rotation. Every tenth conversation asks for a person at some point.
+const MIX: &[&str] = &[
+    "你好",
+    "退货运费谁出？",
+    "how long does delivery take?",
+    "X1 多少钱",
+    "这款手机内存多大",
+    "what colours does the X1 come in?",
+    "可以开发票吗",
+    "do you ship to Hong Kong?",
+    "保修多久",
+    "what payment methods do you accept?",
+    "双十一有什么活动",
+    "谢谢",
+];
+
+/// A load to drive.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// `ws://127.0.0.1:PORT/ws/chat?store=STORE`.
+    pub url: String,
+    /// Concurrent shopper connections.
+    pub connections: usize,
+    /// How long to send for.
+    pub duration: Duration,
+    /// Total messages per second to offer; `None` sends flat out (each connection waits for
+    /// its reply before the next message).
+    pub rate: Option<f64>,
+    /// Every `handoff_every`-th conversation asks for a person after its first messages.
+    pub handoff_every: usize,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    /// Messages sent.
+    pub sent: u64,
+    /// Replies received (bot replies to the messages sent).
+    pub replies: u64,
+    /// Messages acknowledged but deliberately unanswered (after a handoff).
+    pub handoffs: u64,
+    /// Error frames, failed connections and timeouts.
+    pub errors: u64,
+    /// Connections open at the end.
+    pub connections_held: usize,
+    /// Replies per second.
+    pub messages_per_second: f64,
+    /// Reply latency percentiles, microseconds.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Slowest reply.
+    pub max_us: u64,
+}
+
+/// A load that cannot be driven.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Only this machine may be targeted.
+    #[error("bench only targets loopback addresses (127.0.0.0/8, localhost, [::1]), not {0:?}")]
+    NotLoopback(String),
+    /// No connection could be opened.
+    #[error("could not connect to {url}: {reason}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Checks that `url` points at this machine.
+pub fn ensure_loopback(url: &str) -> Result<(), BenchError> {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .map(|authority| match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned(),
+        })
+        .unwrap_or_default();
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback { Ok(()) } else { Err(BenchError::NotLoopback(url.to_owned())) }
+}
+
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    replies: u64,
+    handoffs: u64,
+    errors: u64,
+    held: bool,
+}
+
+/// Drives `load` and measures it.
+pub async fn drive(load: &Load) -> Result<Measured, BenchError> {
+    ensure_loopback(&load.url)?;
+    // One probe connection first, so a wrong URL is one clear error, not N timeouts.
+    connect(&load.url)
+        .await
+        .map_err(|e| BenchError::Connect { url: load.url.clone(), reason: e.to_string() })?;
+    let started = Instant::now();
+    let deadline = started + load.duration;
+    let interval = load.rate.map(|r| Duration::from_secs_f64(load.connections as f64 / r.max(0.001)));
+    let tasks: Vec<_> = (0..load.connections)
+        .map(|n| {
+            let load = load.clone();
+            tokio::spawn(async move { shopper(n, &load, deadline, interval).await })
+        })
+        .collect();
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut tally = Tally::default();
+    let mut held = 0;
+    for task in tasks {
+        let Ok((t, h)) = task.await else {
+            tally.errors += 1;
+            continue;
+        };
+        tally.sent += t.sent;
+        tally.replies += t.replies;
+        tally.handoffs += t.handoffs;
+        tally.errors += t.errors;
+        held += usize::from(t.held);
+        let _ = histogram.add(&h);
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    Ok(Measured {
+        sent: tally.sent,
+        replies: tally.replies,
+        handoffs: tally.handoffs,
+        errors: tally.errors,
+        connections_held: held,
+        messages_per_second: tally.replies as f64 / elapsed,
+        p50_us: histogram.value_at_quantile(0.5),
+        p90_us: histogram.value_at_quantile(0.9),
+        p99_us: histogram.value_at_quantile(0.99),
+        p999_us: histogram.value_at_quantile(0.999),
+        max_us: histogram.max(),
+    })
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One shopper: a conversation, message after message, a new conversation after a handoff.
+async fn shopper(
+    n: usize,
+    load: &Load,
+    deadline: Instant,
+    interval: Option<Duration>,
+) -> (Tally, Histogram<u64>) {
+    let mut tally = Tally::default();
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut conversation = 0usize;
+    let mut next_send = Instant::now();
+    'conversations: while Instant::now() < deadline {
+        let Some(mut socket) = open(&load.url).await else {
+            tally.errors += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        conversation += 1;
+        let asks_for_human = load.handoff_every > 0 && (n + conversation).is_multiple_of(load.handoff_every);
+        for turn in 0usize.. {
+            if Instant::now() >= deadline {
+                tally.held = true;
+                let _ = socket.close(None).await;
+                break 'conversations;
+            }
+            if let Some(interval) = interval {
+                tokio::time::sleep_until(next_send.into()).await;
+                next_send += interval;
+            }
+            let text = if asks_for_human && turn == 3 { "转人工" } else { MIX[(n + turn) % MIX.len()] };
+            let id = format!("b{n}-{conversation}-{turn}");
+            let sent_at = Instant::now();
+            let frame = json!({"type": "message", "id": id, "text": text}).to_string();
+            if socket.send(Message::text(frame)).await.is_err() {
+                tally.errors += 1;
+                continue 'conversations;
+            }
+            tally.sent += 1;
+            match await_reply(&mut socket, &id).await {
+                Some(kind) => {
+                    let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    let _ = histogram.record(micros.max(1));
+                    tally.replies += 1;
+                    if kind == "handoff" {
+                        tally.handoffs += 1;
+                        let _ = socket.close(None).await;
+                        continue 'conversations;
+                    }
+                }
+                None => {
+                    tally.errors += 1;
+                    continue 'conversations;
+                }
+            }
+        }
+    }
+    (tally, histogram)
+}
+
+async fn connect(
+    url: &str,
+) -> Result<
+    (Socket, tokio_tungstenite::tungstenite::handshake::client::Response),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    tokio_tungstenite::connect_async_with_config(url, None, true).await
+}
+
+async fn open(url: &str) -> Option<Socket> {
+    let (mut socket, _) = connect(url).await.ok()?;
+    socket.send(Message::text(r#"{"type":"hello"}"#)).await.ok()?;
+    let welcome = next_json(&mut socket).await?;
+    (welcome["type"] == "welcome").then_some(socket)
+}
+
+/// Waits for the reply to `id`; its `kind`, or `None` on an error frame, a close or a timeout.
+async fn await_reply(socket: &mut Socket, id: &str) -> Option<String> {
+    loop {
+        let frame = next_json(socket).await?;
+        match frame["type"].as_str() {
+            Some("reply") if frame["in_reply_to"] == id => return frame["kind"].as_str().map(str::to_owned),
+            Some("error") => return None,
+            _ => {}
+        }
+    }
+}
+
+async fn next_json(socket: &mut Socket) -> Option<Value> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.ok()??.ok()?;
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).ok(),
+            Message::Close(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+/// Resident memory and CPU seconds of a process, from `/proc` (Linux).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ProcessUsage {
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// User plus system CPU time, seconds.
+    pub cpu_seconds: f64,
+}
+
+/// Reads `pid`'s usage; `None` where `/proc` is not available.
+pub fn process_usage(pid: u32) -> Option<ProcessUsage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, which is 100 on every mainstream architecture.
+    Some(ProcessUsage { rss_kib, cpu_seconds: ticks as f64 / 100.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_is_a_target() {
+        for ok in [
+            "ws://127.0.0.1:8080/ws/chat?store=demo",
+            "ws://localhost:1/x",
+            "ws://[::1]:9/ws",
+            "ws://127.3.2.1/x",
+        ] {
+            assert!(ensure_loopback(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ws://10.0.0.1:8080/ws", "ws://example.com/ws", "ws://192.168.1.2:80", "nonsense"] {
+            assert!(ensure_loopback(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn usage_of_this_process_is_readable() {
+        let usage = process_usage(std::process::id()).expect("/proc is available on Linux");
+        assert!(usage.rss_kib > 0);
+    }
+}

@@ -1,0 +1,52 @@
+//! The load generator, on a short bounded run against the real server: it must count what it
+//! sent and what came back exactly. No timing assertions.
+
+use std::time::Duration;
+
+use mibot::bench::{Load, drive};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn bench_counts_replies_and_handoffs_exactly() {
+    let app = spawn_app().await;
+    let load = Load {
+        url: format!("ws://{}/ws/chat?store=shop", app.addr),
+        connections: 3,
+        duration: Duration::from_millis(1500),
+        rate: None,
+        handoff_every: 1,
+    };
+    let measured = drive(&load).await.expect("the run completes");
+    assert_eq!(measured.errors, 0, "{measured:?}");
+    assert!(measured.sent > 0, "{measured:?}");
+    assert_eq!(measured.replies, measured.sent, "every message is answered: {measured:?}");
+    assert!(
+        measured.handoffs >= 1,
+        "each conversation asks for a person on its fourth message: {measured:?}"
+    );
+    assert_eq!(measured.connections_held, 3, "{measured:?}");
+    assert!(measured.p50_us > 0 && measured.p50_us <= measured.p99_us && measured.p99_us <= measured.max_us);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bench_paces_a_set_rate_and_refuses_other_hosts() {
+    let app = spawn_app().await;
+    let load = Load {
+        url: format!("ws://{}/ws/chat?store=shop", app.addr),
+        connections: 2,
+        duration: Duration::from_secs(1),
+        rate: Some(10.0),
+        handoff_every: 0,
+    };
+    let measured = drive(&load).await.expect("the run completes");
+    // Pacing bounds the count (each connection sends one message per 0.2 s, the first at once).
+    assert!(measured.sent <= 2 * 6, "{measured:?}");
+    assert_eq!(measured.replies, measured.sent);
+
+    let elsewhere = Load { url: "ws://192.0.2.1:80/ws/chat?store=shop".into(), ..load };
+    let error = drive(&elsewhere).await.unwrap_err().to_string();
+    assert!(error.contains("loopback"), "{error}");
+    app.stop().await;
+}
