@@ -169,6 +169,11 @@ impl IntentSet {
     /// The most decisive rule matching `text`: handoffs first, then order lookups, then replies.
     pub fn match_rules(&self, text: &str) -> Option<RuleMatch> {
         let text = text.trim();
+        // Most messages match no rule: `is_match` settles them on the fast DFA path, where
+        // asking for every overlapping match would run the much slower PikeVM.
+        if !self.rules.is_match(text) {
+            return None;
+        }
         self.rules
             .matches(text)
             .into_iter()
