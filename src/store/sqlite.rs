@@ -95,18 +95,28 @@ impl SqliteStore {
 }
 
 /// The writer task: takes every waiting write, applies them in one IMMEDIATE transaction,
-/// commits, then answers each. If the commit fails, every write of the batch fails.
+/// commits, then answers each. If anything in the batch fails, every write of the batch fails
+/// with that error and nothing of it is kept.
 async fn write_batches(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut closing = None;
-        let mut answers = Vec::with_capacity(batch.len());
+        let mut ops = Vec::with_capacity(batch.len());
+        for write in batch.drain(..) {
+            match write {
+                Write::Op(op) => ops.push(op),
+                Write::Close(done) => closing = Some(done),
+            }
+        }
+        let mut answers = Vec::with_capacity(ops.len());
+        let mut pending = ops.into_iter();
         let committed = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            for write in batch.drain(..) {
-                match write {
-                    Write::Close(done) => closing = Some(done),
-                    Write::Op(op) => answers.push(apply(&mut tx, op).await?),
+            for op in pending.by_ref() {
+                let (answer, failed) = apply(&mut tx, op).await;
+                answers.push(answer);
+                if let Some(error) = failed {
+                    return Err(error);
                 }
             }
             tx.commit().await
@@ -115,11 +125,11 @@ async fn write_batches(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wri
         match committed {
             Ok(()) => answers.into_iter().for_each(Answer::send),
             Err(error) => {
-                tracing::error!(%error, writes = answers.len(), "a batch of writes failed to commit");
+                tracing::error!(%error, writes = answers.len() + pending.len(), "a batch of writes failed to commit");
                 answers.into_iter().for_each(|a| a.fail(&error));
+                pending.for_each(|op| op.fail(&error));
             }
         }
-        batch.clear();
         if let Some(done) = closing {
             let _ = conn.close().await;
             let _ = done.send(());
@@ -128,11 +138,23 @@ async fn write_batches(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wri
     }
 }
 
+impl Op {
+    /// Answers a write that was never applied because its batch failed.
+    fn fail(self, error: &sqlx::Error) {
+        let failed = || StoreError::Unavailable(error.to_string());
+        match self {
+            Op::Create(_, _, done) | Op::Product(_, _, done) => drop(done.send(Err(failed()))),
+            Op::Append(_, _, _, _, done) => drop(done.send(Err(failed()))),
+            Op::Turn(_, done) => drop(done.send(Err(failed()))),
+        }
+    }
+}
+
 /// A write's outcome, held until its batch commits.
 enum Answer {
     Unit(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
     Appended(oneshot::Sender<Result<Appended, StoreError>>, Result<Appended, StoreError>),
-    Message(oneshot::Sender<Result<MessageId, StoreError>>, MessageId),
+    Message(oneshot::Sender<Result<MessageId, StoreError>>, Result<MessageId, StoreError>),
 }
 
 impl Answer {
@@ -140,7 +162,7 @@ impl Answer {
         match self {
             Answer::Unit(done, r) => drop(done.send(r)),
             Answer::Appended(done, r) => drop(done.send(r)),
-            Answer::Message(done, id) => drop(done.send(Ok(id))),
+            Answer::Message(done, r) => drop(done.send(r)),
         }
     }
 
@@ -154,28 +176,40 @@ impl Answer {
     }
 }
 
-/// Applies one write inside the batch's transaction. An SQL error aborts the whole batch; a
-/// missing conversation is that write's own outcome.
-async fn apply(tx: &mut SqliteConnection, op: Op) -> Result<Answer, sqlx::Error> {
-    Ok(match op {
+/// Applies one write inside the batch's transaction. Its answer always comes back (so its
+/// caller is told), with the SQL error, if any, that must abort the batch. A missing
+/// conversation is that write's own outcome, not a batch failure.
+async fn apply(tx: &mut SqliteConnection, op: Op) -> (Answer, Option<sqlx::Error>) {
+    fn split<T>(r: Result<T, sqlx::Error>) -> (Result<T, StoreError>, Option<sqlx::Error>) {
+        match r {
+            Ok(v) => (Ok(v), None),
+            Err(e) => (Err(StoreError::Unavailable(e.to_string())), Some(e)),
+        }
+    }
+    match op {
         Op::Create(conversation, at, done) => {
-            insert_conversation(tx, &conversation, at).await?;
-            Answer::Unit(done, Ok(()))
+            let (r, e) = split(insert_conversation(tx, &conversation, at).await);
+            (Answer::Unit(done, r), e)
         }
         Op::Append(conversation, client_id, text, at, done) => {
-            let outcome = append(tx, conversation, &client_id, &text, at).await?;
-            Answer::Appended(done, outcome)
+            let (r, e) = split(append(tx, conversation, &client_id, &text, at).await);
+            (Answer::Appended(done, r.and_then(|inner| inner)), e)
         }
-        Op::Turn(turn, done) => Answer::Message(done, record_turn(tx, &turn).await?),
+        Op::Turn(turn, done) => {
+            let (r, e) = split(record_turn(tx, &turn).await);
+            (Answer::Message(done, r), e)
+        }
         Op::Product(conversation, product, done) => {
-            sqlx::query("UPDATE conversations SET product = ? WHERE id = ?")
+            let update = sqlx::query("UPDATE conversations SET product = ? WHERE id = ?")
                 .bind(product)
                 .bind(conversation.to_string())
                 .execute(&mut *tx)
-                .await?;
-            Answer::Unit(done, Ok(()))
+                .await
+                .map(|_| ());
+            let (r, e) = split(update);
+            (Answer::Unit(done, r), e)
         }
-    })
+    }
 }
 
 const CONVERSATION_COLUMNS: &str =
@@ -427,5 +461,34 @@ mod tests {
         let history = store.history(conv.id, 10).await.unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].text, "你好");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_reported_and_the_writer_carries_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        // A reply to a conversation that does not exist breaks a foreign key: the batch fails.
+        let orphan = BotTurn {
+            conversation: ConversationId::new(),
+            in_reply_to: MessageId(1),
+            text: "hi".into(),
+            trace: serde_json::Value::Null,
+            status: ChatStatus::Bot,
+            handoff_reason: None,
+            consecutive_fallbacks: 0,
+            product: None,
+            at: Millis(1),
+        };
+        let error = store.record_bot_turn(&orphan).await.unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+
+        let store_id = StoreId::parse("demo").unwrap();
+        let conv = store.create_conversation(&store_id, None, Millis(2)).await.unwrap();
+        let cid = ClientMessageId("c1".into());
+        let appended = store.append_shopper_message(conv.id, &cid, "还在吗", Millis(3)).await.unwrap();
+        assert!(!appended.duplicate);
+        let missing = store.append_shopper_message(ConversationId::new(), &cid, "x", Millis(4)).await;
+        assert!(matches!(missing, Err(StoreError::NoConversation(_))));
+        store.close().await;
     }
 }
