@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, ContentConfig};
 use crate::domain::StoreId;
 pub use crate::gateway::AppState;
 use crate::intents::IntentSet;
@@ -73,6 +73,13 @@ pub fn load_knowledge(
     }
     anyhow::ensure!(!stores.is_empty(), "no store packs found under {}", knowledge_dir.display());
     Ok(stores)
+}
+
+/// Builds one store's knowledge in memory, as `serve` builds it (for `ask` and `eval`).
+pub fn load_store(content: &ContentConfig, store: &str) -> anyhow::Result<KnowledgeBase> {
+    let store = StoreId::parse(store)?;
+    let intents = Arc::new(IntentSet::load_dir(&content.intents_dir)?);
+    Ok(KnowledgeBase::load(store, &content.knowledge_dir, intents, &Analyzer::new(), None)?)
 }
 
 /// Serves `listener` until `shutdown` completes, then closes every shopper connection (close

@@ -97,6 +97,14 @@ pub struct Fusion {
     pub bias: f32,
 }
 
+impl Fusion {
+    /// The confidence for an entry from its classifier probability and retrieval cosine.
+    pub fn confidence(&self, classifier: f32, retrieval: f32) -> f32 {
+        let z = self.classifier_weight * classifier + self.retrieval_weight * retrieval + self.bias;
+        1.0 / (1.0 + (-z).exp())
+    }
+}
+
 impl Default for Fusion {
     fn default() -> Self {
         Self { classifier_weight: 6.0, retrieval_weight: 2.0, bias: -3.5 }

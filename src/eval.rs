@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Fusion, TriageConfig};
+use crate::config::{ContentConfig, Fusion, TriageConfig};
 use crate::domain::{LocalizedText, Millis, StoreId};
 use crate::intents::IntentSet;
 use crate::knowledge::{FaqEntry, KnowledgeBase, Pack};
@@ -60,6 +60,56 @@ pub struct Report {
     pub min_margin: f32,
     /// The fusion used on the test set.
     pub fusion: Fusion,
+}
+
+/// Where the knowledge to evaluate comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Built from a training file: each intent becomes a knowledge entry.
+    Train(std::path::PathBuf),
+    /// A served store's own packs and intents.
+    Store(String),
+}
+
+/// Reads the files, builds the knowledge and evaluates it: what `mibot eval` does.
+pub fn run_files(
+    source: &Source,
+    test: &Path,
+    val: Option<&Path>,
+    content: &ContentConfig,
+    triage: &TriageConfig,
+) -> anyhow::Result<Report> {
+    let test = read_examples(test)?;
+    let val = val.map(read_examples).transpose()?;
+    match source {
+        Source::Train(train) => run(&read_examples(train)?, &test, val.as_deref(), triage),
+        Source::Store(store) => {
+            let started = Instant::now();
+            let kb = crate::app::load_store(content, store)?;
+            let seconds = started.elapsed().as_secs_f64();
+            Ok(evaluate(&kb, seconds, &test, val.as_deref(), triage))
+        }
+    }
+}
+
+impl Report {
+    /// Two lines for people; the JSON is for scripts.
+    pub fn summary(&self) -> String {
+        format!(
+            "in-scope accuracy {:.2}% (top-1 {:.2}%), oos recall {:.2}%, clarify {:.2}%, macro-F1 {:.2}\n\
+             built in {:.2} s; decision p50 {:.1} µs, p99 {:.1} µs; answer threshold {}, margin {}",
+            self.inscope_accuracy,
+            self.top1_accuracy,
+            self.oos_recall,
+            self.clarify_rate,
+            self.macro_f1,
+            self.train_seconds,
+            self.p50_us,
+            self.p99_us,
+            self.answer_threshold,
+            self.min_margin
+        )
+    }
 }
 
 /// Reads JSON lines of `{"text": …, "intent": …}`.
@@ -150,9 +200,7 @@ fn fit_fusion(scored: &[Scored]) -> Fusion {
 
 /// Chooses the answer threshold and margin that maximise in-scope accuracy plus oos recall.
 fn pick_thresholds(scored: &[Scored], fusion: &Fusion) -> (f32, f32) {
-    let conf = |&(_, c, r): &(String, f32, f32)| {
-        sigmoid(fusion.classifier_weight * c + fusion.retrieval_weight * r + fusion.bias)
-    };
+    let conf = |&(_, c, r): &(String, f32, f32)| fusion.confidence(c, r);
     let rows: Vec<(Option<bool>, f32, f32)> = scored
         .iter()
         .map(|s| {
@@ -292,8 +340,7 @@ mod tests {
         let fusion = fit_fusion(&rows);
         assert!(fusion.classifier_weight > 1.0, "{fusion:?}");
         let (threshold, _) = pick_thresholds(&rows, &fusion);
-        let conf =
-            |c: f32| sigmoid(fusion.classifier_weight * c + fusion.retrieval_weight * 0.5 + fusion.bias);
+        let conf = |c: f32| fusion.confidence(c, 0.5);
         assert!(conf(0.2 + 0.12) < threshold && threshold <= conf(0.8), "{threshold}");
     }
 

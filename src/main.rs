@@ -5,13 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::sync::Arc;
-
-use mibot::config::{Config, ContentConfig};
-use mibot::domain::{Millis, StoreId};
-use mibot::intents::IntentSet;
-use mibot::knowledge::KnowledgeBase;
-use mibot::text::Analyzer;
+use mibot::config::Config;
+use mibot::domain::Millis;
 
 #[derive(Parser)]
 #[command(name = "mibot", version, about = "A customer-service assistant for online stores")]
@@ -110,80 +105,24 @@ async fn main() -> anyhow::Result<()> {
             mibot::app::run(listener, state, shutdown_signal()).await
         }
         Command::Eval { train, store, test, val } => {
-            let triage = config.triage.clone();
-            let content = config.content.clone();
-            let report = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let test = mibot::eval::read_examples(&test)?;
-                let val = val.as_deref().map(mibot::eval::read_examples).transpose()?;
-                match (train, store) {
-                    (Some(train), _) => {
-                        mibot::eval::run(&mibot::eval::read_examples(&train)?, &test, val.as_deref(), &triage)
-                    }
-                    (None, Some(store)) => {
-                        let started = std::time::Instant::now();
-                        let kb = load_store(&content, &store)?;
-                        let seconds = started.elapsed().as_secs_f64();
-                        Ok(mibot::eval::evaluate(&kb, seconds, &test, val.as_deref(), &triage))
-                    }
-                    (None, None) => anyhow::bail!("give --train or --store"),
-                }
+            let source = match (train, store) {
+                (Some(train), _) => mibot::eval::Source::Train(train),
+                (None, Some(store)) => mibot::eval::Source::Store(store),
+                (None, None) => anyhow::bail!("give --train or --store"),
+            };
+            let report = tokio::task::spawn_blocking(move || {
+                mibot::eval::run_files(&source, &test, val.as_deref(), &config.content, &config.triage)
             })
             .await??;
-            println!(
-                "in-scope accuracy {:.2}% (top-1 {:.2}%), oos recall {:.2}%, clarify {:.2}%, macro-F1 {:.2}",
-                report.inscope_accuracy,
-                report.top1_accuracy,
-                report.oos_recall,
-                report.clarify_rate,
-                report.macro_f1
-            );
-            println!(
-                "built in {:.2} s; decision p50 {:.1} µs, p99 {:.1} µs; answer threshold {}, margin {}",
-                report.train_seconds,
-                report.p50_us,
-                report.p99_us,
-                report.answer_threshold,
-                report.min_margin
-            );
+            println!("{}", report.summary());
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::Bench { url, connections, seconds, rate, handoff_every, echo } => {
             let duration = std::time::Duration::from_secs_f64(seconds.max(0.1));
-            let load = |url: String| mibot::bench::Load { url, connections, duration, rate, handoff_every };
-            let report = match url {
-                Some(url) => {
-                    let measured = mibot::bench::drive(&load(url)).await?;
-                    serde_json::json!({ "mibot": measured })
-                }
-                None => {
-                    let server = mibot::bench::servers::Server::mibot("demo").await?;
-                    let before = mibot::bench::process_usage(server.pid());
-                    let started = std::time::Instant::now();
-                    let measured = mibot::bench::drive(&load(server.url.clone())).await?;
-                    let wall = started.elapsed().as_secs_f64();
-                    let after = mibot::bench::process_usage(server.pid());
-                    server.stop().await;
-                    let cpu = before.zip(after).map(|(b, a)| 100.0 * (a.cpu_seconds - b.cpu_seconds) / wall);
-                    let mut report = serde_json::json!({
-                        "mibot": measured,
-                        "server_rss_kib": after.map(|a| a.rss_kib),
-                        "server_cpu_percent": cpu,
-                    });
-                    if echo {
-                        let echo_server = mibot::bench::servers::Server::echo().await?;
-                        let ceiling = mibot::bench::drive(&load(echo_server.url.clone())).await?;
-                        echo_server.stop().await;
-                        report["ratio"] = serde_json::json!(
-                            measured.messages_per_second / ceiling.messages_per_second.max(1e-9)
-                        );
-                        report["echo"] = serde_json::to_value(ceiling)?;
-                    }
-                    report
-                }
-            };
+            let plan = mibot::bench::Plan { url, connections, duration, rate, handoff_every, echo };
+            let report = mibot::bench::run(&plan).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
-            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         Command::EchoServer { listen } => {
@@ -193,21 +132,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Ask { store, question } => {
             let content = config.content.clone();
-            let kb = tokio::task::spawn_blocking(move || load_store(&content, &store)).await??;
+            let kb = tokio::task::spawn_blocking(move || mibot::app::load_store(&content, &store)).await??;
             let ctx = mibot::triage::ChatContext::default();
             let triaged = mibot::triage::triage(&question, &kb, &ctx, &config.triage, Millis::now());
             println!("{:#?}\n{}", triaged.decision, serde_json::to_string_pretty(&triaged.trace)?);
             Ok(())
         }
     }
-}
-
-/// Builds one store's knowledge in memory, as `serve` builds it.
-fn load_store(content: &ContentConfig, store: &str) -> anyhow::Result<KnowledgeBase> {
-    let store = StoreId::parse(store)?;
-    let intents = Arc::new(IntentSet::load_dir(&content.intents_dir)?);
-    let kb = KnowledgeBase::load(store, &content.knowledge_dir, intents, &Analyzer::new(), None)?;
-    Ok(kb)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

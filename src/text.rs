@@ -35,7 +35,6 @@ pub struct Analyzer {
     analyzer: TextAnalyzer,
     /// The same analysis keeping function words, which carry intent ("who made you").
     all_words: TextAnalyzer,
-    jieba: Arc<Jieba>,
 }
 
 impl Analyzer {
@@ -51,21 +50,16 @@ impl Analyzer {
             .filter(Stemmer::new(Language::English))
             .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| (*w).to_owned())))
             .build();
-        let all_words = TextAnalyzer::builder(WordSplitter { jieba: Arc::clone(&jieba), bigrams: false })
+        let all_words = TextAnalyzer::builder(WordSplitter { jieba, bigrams: false })
             .filter(LowerCaser)
             .filter(Stemmer::new(Language::English))
             .build();
-        Self { analyzer, all_words, jieba }
+        Self { analyzer, all_words }
     }
 
     /// The tantivy analyzer, to register under [`TOKENIZER_NAME`].
     pub fn tantivy_analyzer(&self) -> TextAnalyzer {
         self.analyzer.clone()
-    }
-
-    /// The shared jieba dictionary, for other analyses (the classifier's features).
-    pub fn jieba(&self) -> &Arc<Jieba> {
-        &self.jieba
     }
 
     /// The terms of `text`, in order, duplicates kept.

@@ -93,6 +93,64 @@ pub enum BenchError {
     },
 }
 
+/// A `mibot bench` run: a load, against a given server or against servers bench starts itself.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// A running server's chat URL; `None` starts `mibot serve` with the demo store.
+    pub url: Option<String>,
+    /// Concurrent shopper connections.
+    pub connections: usize,
+    /// How long to send for.
+    pub duration: Duration,
+    /// Total messages per second to offer; `None` sends flat out.
+    pub rate: Option<f64>,
+    /// Every N-th conversation asks for a person (0: none).
+    pub handoff_every: usize,
+    /// Also measure the echo ceiling and report mibot / echo (only with servers bench starts).
+    pub echo: bool,
+}
+
+impl Plan {
+    fn load(&self, url: String) -> Load {
+        Load {
+            url,
+            connections: self.connections,
+            duration: self.duration,
+            rate: self.rate,
+            handoff_every: self.handoff_every,
+        }
+    }
+}
+
+/// Carries out a plan: the figures, with the started server's RSS and CPU and, with `echo`,
+/// the ceiling and the ratio.
+pub async fn run(plan: &Plan) -> anyhow::Result<Value> {
+    if let Some(url) = &plan.url {
+        return Ok(json!({ "mibot": drive(&plan.load(url.clone())).await? }));
+    }
+    let server = servers::Server::mibot("demo").await?;
+    let before = process_usage(server.pid());
+    let started = Instant::now();
+    let measured = drive(&plan.load(server.url.clone())).await?;
+    let wall = started.elapsed().as_secs_f64();
+    let after = process_usage(server.pid());
+    server.stop().await;
+    let cpu = before.zip(after).map(|(b, a)| 100.0 * (a.cpu_seconds - b.cpu_seconds) / wall);
+    let mut report = json!({
+        "mibot": measured,
+        "server_rss_kib": after.map(|a| a.rss_kib),
+        "server_cpu_percent": cpu,
+    });
+    if plan.echo {
+        let echo_server = servers::Server::echo().await?;
+        let ceiling = drive(&plan.load(echo_server.url.clone())).await?;
+        echo_server.stop().await;
+        report["ratio"] = json!(measured.messages_per_second / ceiling.messages_per_second.max(1e-9));
+        report["echo"] = serde_json::to_value(ceiling)?;
+    }
+    Ok(report)
+}
+
 /// Checks that `url` points at this machine.
 pub fn ensure_loopback(url: &str) -> Result<(), BenchError> {
     let host = url
@@ -177,9 +235,14 @@ async fn shopper(
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut conversation = 0usize;
     let mut next_send = Instant::now();
-    'conversations: while Instant::now() < deadline {
+    // A conversation that ends (handoff, error) is replaced at once, so every shopper holds a
+    // connection when the time is up unless it could not connect.
+    'conversations: loop {
         let Some(mut socket) = open(&load.url).await else {
             tally.errors += 1;
+            if Instant::now() >= deadline {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };

@@ -13,7 +13,7 @@ use regex::{Regex, RegexSet};
 
 pub use definition::{Action, IntentFile};
 
-use crate::domain::{HandoffReason, LocalizedText};
+use crate::domain::LocalizedText;
 
 /// A validated intent.
 #[derive(Debug, Clone)]
@@ -45,14 +45,6 @@ impl Intent {
                 Some((name.clone(), value.as_str().to_owned()))
             })
             .collect()
-    }
-
-    /// The handoff reason, for handoff intents.
-    pub fn handoff_reason(&self) -> Option<HandoffReason> {
-        match self.action {
-            Action::Handoff(reason) => Some(reason),
-            _ => None,
-        }
     }
 }
 

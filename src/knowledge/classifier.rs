@@ -105,11 +105,6 @@ impl LinearModel {
         Ok(Self { n_classes, weights, bias })
     }
 
-    /// How many classes the model tells apart.
-    pub fn n_classes(&self) -> usize {
-        self.n_classes
-    }
-
     /// The decision value of every class for `x` (positive: "this class" on its side).
     pub fn scores(&self, x: &SparseVec) -> Vec<f32> {
         let mut scores = self.bias.clone();

@@ -278,22 +278,30 @@ impl KnowledgeBase {
             (scores, u)
         });
 
-        let mut hits: Vec<Hit> = candidates
+        let mut scored: Vec<(EntryRef, f32, f32, f32, usize)> = candidates
             .into_iter()
             .map(|(entry, retrieval, variant)| {
                 let classifier = scores
                     .as_ref()
                     .and_then(|(scores, u)| u.class_of.get(&entry).map(|&c| scores[c]))
                     .unwrap_or(0.0);
-                let z =
-                    fusion.classifier_weight * classifier + fusion.retrieval_weight * retrieval + fusion.bias;
-                let score = 1.0 / (1.0 + (-z).exp());
-                Hit { entry, score, classifier, retrieval, matched: self.variants[variant].text.clone() }
+                (entry, fusion.confidence(classifier, retrieval), classifier, retrieval, variant)
             })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.matched.cmp(&b.matched)));
-        hits.truncate(limit);
-        hits
+        let text_of = |v: usize| self.variants[v].text.as_str();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| text_of(a.4).cmp(text_of(b.4))));
+        scored.truncate(limit);
+        // Only the hits kept need their question's text.
+        scored
+            .into_iter()
+            .map(|(entry, score, classifier, retrieval, v)| Hit {
+                entry,
+                score,
+                classifier,
+                retrieval,
+                matched: self.variants[v].text.clone(),
+            })
+            .collect()
     }
 
     /// The cosine of the entry's best-matching variant, and that variant. Every entry has at
@@ -457,10 +465,15 @@ mod tests {
     #[test]
     fn query_syntax_is_just_text() {
         let kb = demo();
-        for nasty in ["AND(", "\"unterminated", "*", "title:x OR", "[1 TO 2]"] {
-            let _ = kb.search(nasty, 3, &Fusion::default());
+        let answer = crate::config::TriageConfig::default().answer_threshold;
+        for nasty in ["AND(", "\"unterminated", "*", "title:x OR", "[1 TO 2]", ""] {
+            let hits = kb.search(nasty, 3, &Fusion::default());
+            for hit in &hits {
+                assert!((0.0..=1.0).contains(&hit.score), "{nasty:?}: {hit:?}");
+            }
+            // Punctuation and query operators carry no meaning: nothing is answered from them.
+            assert!(hits.first().is_none_or(|h| h.score < answer), "{nasty:?}: {hits:?}");
         }
-        let _ = kb.search("", 3, &Fusion::default());
     }
 
     #[test]

@@ -5,18 +5,23 @@ use std::time::Duration;
 
 use mibot::bench::{Load, drive};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
+
+fn load(
+    app: &TestApp,
+    connections: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    handoff_every: usize,
+) -> Load {
+    let url = format!("ws://{}/ws/chat?store=shop", app.addr);
+    Load { url, connections, duration, rate, handoff_every }
+}
 
 #[tokio::test]
 async fn bench_counts_replies_and_handoffs_exactly() {
     let app = spawn_app().await;
-    let load = Load {
-        url: format!("ws://{}/ws/chat?store=shop", app.addr),
-        connections: 3,
-        duration: Duration::from_millis(1500),
-        rate: None,
-        handoff_every: 1,
-    };
+    let load = load(&app, 3, Duration::from_millis(1500), None, 1);
     let measured = drive(&load).await.expect("the run completes");
     assert_eq!(measured.errors, 0, "{measured:?}");
     assert!(measured.sent > 0, "{measured:?}");
@@ -33,13 +38,7 @@ async fn bench_counts_replies_and_handoffs_exactly() {
 #[tokio::test]
 async fn bench_paces_a_set_rate_and_refuses_other_hosts() {
     let app = spawn_app().await;
-    let load = Load {
-        url: format!("ws://{}/ws/chat?store=shop", app.addr),
-        connections: 2,
-        duration: Duration::from_secs(1),
-        rate: Some(10.0),
-        handoff_every: 0,
-    };
+    let load = load(&app, 2, Duration::from_secs(1), Some(10.0), 0);
     let measured = drive(&load).await.expect("the run completes");
     // Pacing bounds the count (each connection sends one message per 0.2 s, the first at once).
     assert!(measured.sent <= 2 * 6, "{measured:?}");
