@@ -1,9 +1,7 @@
 //! Start-up and shutdown: builds [`AppState`] from a [`Config`], serves a bound listener until
 //! the shutdown signal, then drains connections and closes the store.
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,66 +11,50 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ContentConfig};
-use crate::domain::StoreId;
+use crate::domain::{Clock, StoreId};
 pub use crate::gateway::AppState;
 use crate::intents::IntentSet;
 use crate::knowledge::KnowledgeBase;
-use crate::store::Store;
+use crate::library::Library;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{Merchants, Store};
 use crate::text::Analyzer;
 
-/// Loads intents and every store's knowledge, and opens the database.
+/// Opens the database, imports the knowledge directory's packs, and builds every store's active
+/// pack version.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     config.validate()?;
-    let store = SqliteStore::open(&config.storage.data_dir)
-        .await
-        .with_context(|| format!("opening the database in {}", config.storage.data_dir.display()))?;
-    let content = config.content.clone();
-    let index_root = config.storage.data_dir.join("index");
-    let knowledge = tokio::task::spawn_blocking(move || {
-        load_knowledge(&content.intents_dir, &content.knowledge_dir, &index_root)
-    })
-    .await
-    .context("loading knowledge")??;
+    let store = Arc::new(
+        SqliteStore::open(&config.storage.data_dir)
+            .await
+            .with_context(|| format!("opening the database in {}", config.storage.data_dir.display()))?,
+    );
+    let intents_dir = config.content.intents_dir.clone();
+    let intents = tokio::task::spawn_blocking(move || IntentSet::load_dir(&intents_dir))
+        .await?
+        .with_context(|| format!("loading intents from {}", config.content.intents_dir.display()))?;
+    let merchants: Arc<dyn Merchants> = store.clone();
+    let library =
+        Library::new(Arc::new(intents), Some(config.storage.data_dir.join("index")), Arc::clone(&merchants));
+    let clock = Clock::system();
+    if config.content.knowledge_dir.exists() {
+        library.import_directory(&config.content.knowledge_dir, clock.now()).await?;
+    }
+    library.sync().await.context("loading the stores' packs")?;
+    anyhow::ensure!(
+        !library.stores().is_empty(),
+        "no stores: put packs under {} or create one with `mibot store create`",
+        config.content.knowledge_dir.display()
+    );
     Ok(AppState {
         config: Arc::new(config),
-        store: Arc::new(store) as Arc<dyn Store>,
-        knowledge: Arc::new(knowledge),
+        store: store as Arc<dyn Store>,
+        merchants,
+        library: Arc::new(library),
+        clock,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
     })
-}
-
-/// Builds every store found under `knowledge_dir`: each sub-directory holding a `faq.toml` or
-/// `products.toml` is a store named after it.
-pub fn load_knowledge(
-    intents_dir: &Path,
-    knowledge_dir: &Path,
-    index_root: &Path,
-) -> anyhow::Result<BTreeMap<StoreId, Arc<KnowledgeBase>>> {
-    let intents = Arc::new(
-        IntentSet::load_dir(intents_dir)
-            .with_context(|| format!("loading intents from {}", intents_dir.display()))?,
-    );
-    let analyzer = Analyzer::new();
-    let mut stores = BTreeMap::new();
-    let entries = std::fs::read_dir(knowledge_dir)
-        .with_context(|| format!("reading the knowledge directory {}", knowledge_dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        if !path.is_dir() || !(path.join("faq.toml").exists() || path.join("products.toml").exists()) {
-            continue;
-        }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let id = StoreId::parse(name).with_context(|| format!("store directory {}", path.display()))?;
-        let kb =
-            KnowledgeBase::load(id.clone(), knowledge_dir, Arc::clone(&intents), &analyzer, Some(index_root))
-                .with_context(|| format!("loading store {id:?} from {}", path.display()))?;
-        tracing::info!(store = %id, faq = kb.faq().len(), products = kb.catalog().products().len(), "store loaded");
-        stores.insert(id, Arc::new(kb));
-    }
-    anyhow::ensure!(!stores.is_empty(), "no store packs found under {}", knowledge_dir.display());
-    Ok(stores)
 }
 
 /// Builds one store's knowledge in memory, as `serve` builds it (for `ask` and `eval`).
@@ -92,6 +74,23 @@ pub async fn run(
     let token = state.shutdown.clone();
     let connections = state.connections.clone();
     let store = Arc::clone(&state.store);
+    let reload = state.config.content.reload_seconds;
+    if reload > 0 {
+        let (library, token) = (Arc::clone(&state.library), token.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(reload));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    _ = every.tick() => {}
+                }
+                if let Err(error) = library.sync().await {
+                    tracing::warn!(%error, "checking for new pack versions failed");
+                }
+            }
+        });
+    }
     tokio::spawn({
         let token = token.clone();
         async move {

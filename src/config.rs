@@ -4,6 +4,7 @@
 //! `config/default.toml` documents every key with its default; a test keeps it equal to
 //! [`Config::default`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,32 @@ pub struct Config {
     pub chat: ChatConfig,
     /// When the bot answers, asks back, or hands over.
     pub triage: TriageConfig,
+    /// The merchant API.
+    pub merchant: MerchantConfig,
+    /// Per-store settings, by store name: `[stores.demo.triage]`.
+    pub stores: BTreeMap<String, StoreSettings>,
+}
+
+/// Settings of one store that differ from the deployment's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// The store's own thresholds; keys not given take the built-in defaults.
+    pub triage: Option<TriageConfig>,
+}
+
+/// Merchant API limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MerchantConfig {
+    /// Largest pack upload accepted, in bytes.
+    pub max_pack_bytes: usize,
+}
+
+impl Default for MerchantConfig {
+    fn default() -> Self {
+        Self { max_pack_bytes: 16 * 1024 * 1024 }
+    }
 }
 
 /// Network settings.
@@ -49,8 +76,12 @@ pub struct StorageConfig {
 pub struct ContentConfig {
     /// Directory of intent files, one per intent.
     pub intents_dir: PathBuf,
-    /// Directory with one sub-directory of packs per store; each becomes a served store.
+    /// Directory with one sub-directory of packs per store; each becomes a served store, and its
+    /// pack a new version whenever its files change.
     pub knowledge_dir: PathBuf,
+    /// How often to pick up pack versions activated elsewhere (the CLI, another node), in
+    /// seconds; 0 turns it off.
+    pub reload_seconds: u64,
 }
 
 /// Shopper chat limits.
@@ -125,7 +156,11 @@ impl Default for StorageConfig {
 
 impl Default for ContentConfig {
     fn default() -> Self {
-        Self { intents_dir: PathBuf::from("./intents"), knowledge_dir: PathBuf::from("./knowledge") }
+        Self {
+            intents_dir: PathBuf::from("./intents"),
+            knowledge_dir: PathBuf::from("./knowledge"),
+            reload_seconds: 2,
+        }
     }
 }
 
@@ -175,25 +210,41 @@ impl Config {
         Ok(config)
     }
 
+    /// The thresholds of `store`: its own, or the deployment's.
+    pub fn triage_for(&self, store: &str) -> &TriageConfig {
+        self.stores.get(store).and_then(|s| s.triage.as_ref()).unwrap_or(&self.triage)
+    }
+
     /// Checks that the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let t = &self.triage;
-        let unit = |x: f32| (0.0..=1.0).contains(&x);
-        if !unit(t.answer_threshold) || !unit(t.clarify_threshold) || !unit(t.min_margin) {
-            return Err(ConfigError::Invalid("triage thresholds and margin must be between 0 and 1".into()));
+        for (name, settings) in &self.stores {
+            if let Some(triage) = &settings.triage {
+                triage.validate().map_err(|e| ConfigError::Invalid(format!("stores.{name}: {e}")))?;
+            }
         }
-        if t.clarify_threshold > t.answer_threshold {
-            return Err(ConfigError::Invalid(
-                "triage.clarify_threshold must not be above triage.answer_threshold".into(),
-            ));
-        }
-        if t.fallbacks_before_handoff == 0 {
-            return Err(ConfigError::Invalid("triage.fallbacks_before_handoff must be at least 1".into()));
-        }
+        self.triage.validate().map_err(ConfigError::Invalid)?;
         if self.chat.max_message_chars == 0 || self.chat.max_frame_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "chat.max_message_chars must be positive and chat.max_frame_bytes at least 1024".into(),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl TriageConfig {
+    /// Checks that the thresholds make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = self;
+        let unit = |x: f32| (0.0..=1.0).contains(&x);
+        if !unit(t.answer_threshold) || !unit(t.clarify_threshold) || !unit(t.min_margin) {
+            return Err("triage thresholds and margin must be between 0 and 1".into());
+        }
+        if t.clarify_threshold > t.answer_threshold {
+            return Err("triage.clarify_threshold must not be above triage.answer_threshold".into());
+        }
+        if t.fallbacks_before_handoff == 0 {
+            return Err("triage.fallbacks_before_handoff must be at least 1".into());
         }
         Ok(())
     }

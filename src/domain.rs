@@ -140,6 +140,8 @@ pub enum HandoffReason {
     Complaint,
     /// The bot could not answer several times in a row.
     RepeatedFallback,
+    /// The bot answered from a FAQ entry that asks for a person to follow up.
+    NotifyFlag,
 }
 
 macro_rules! str_enum {
@@ -169,6 +171,7 @@ str_enum!(HandoffReason {
     AskedForHuman => "asked_for_human",
     Complaint => "complaint",
     RepeatedFallback => "repeated_fallback",
+    NotifyFlag => "notify_flag",
 });
 
 /// The two languages mibot speaks.
@@ -240,6 +243,63 @@ impl LocalizedText {
     /// True when no language has any non-blank text.
     pub fn is_blank(&self) -> bool {
         self.variants().iter().all(|t| t.trim().is_empty())
+    }
+}
+
+/// A merchant's API key. Only its SHA-256 digest is stored; the key is shown once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(pub String);
+
+impl ApiKey {
+    /// A new random key: `mk_` and 64 hex digits (244 random bits).
+    pub fn generate() -> Self {
+        let (a, b) = (uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        Self(format!("mk_{a}{b}"))
+    }
+
+    /// The digest stored and looked up in place of the key.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(self.0.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(…)")
+    }
+}
+
+/// Where "now" comes from: the system clock, or (in tests) a clock that moves only when told.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    manual: Option<std::sync::Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// A clock standing at `at` until [`Clock::set`] moves it.
+    pub fn manual(at: Millis) -> Self {
+        Self { manual: Some(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(at.0))) }
+    }
+
+    /// The current instant.
+    pub fn now(&self) -> Millis {
+        match &self.manual {
+            Some(at) => Millis(at.load(std::sync::atomic::Ordering::Relaxed)),
+            None => Millis::now(),
+        }
+    }
+
+    /// Moves a manual clock to `at`; the system clock cannot be moved.
+    pub fn set(&self, at: Millis) {
+        if let Some(clock) = &self.manual {
+            clock.store(at.0, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 

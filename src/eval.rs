@@ -135,11 +135,12 @@ pub fn build(train: &[Example]) -> anyhow::Result<KnowledgeBase> {
     let faq = by_intent
         .into_iter()
         .map(|(intent, texts)| FaqEntry {
-            id: intent.to_owned(),
-            question: LocalizedText::Plain(texts[0].to_owned()),
             similar: texts[1..].iter().map(|t| (*t).to_owned()).collect(),
-            answer: LocalizedText::Plain(intent.to_owned()),
-            tags: Vec::new(),
+            ..FaqEntry::new(
+                intent,
+                LocalizedText::Plain(texts[0].to_owned()),
+                LocalizedText::Plain(intent.to_owned()),
+            )
         })
         .collect();
     let pack = Pack { faq, ..Pack::default() };
@@ -160,7 +161,7 @@ fn score_all(kb: &KnowledgeBase, examples: &[Example], fusion: &Fusion) -> Vec<S
         .map(|ex| Scored {
             gold: (ex.intent != OUT_OF_SCOPE).then(|| ex.intent.clone()),
             top: kb
-                .search(&ex.text, 2, fusion)
+                .search(&ex.text, 2, fusion, Millis::now())
                 .into_iter()
                 .map(|h| (kb.entry_id(h.entry), h.classifier, h.retrieval))
                 .collect(),

@@ -10,6 +10,7 @@
 //! [`app`] builds everything from [`config`] and runs it; [`eval`] measures understanding on
 //! labelled data through the same triage, and [`bench`] measures throughput and latency under load.
 
+pub mod admin;
 pub mod app;
 pub mod bench;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod eval;
 pub mod gateway;
 pub mod intents;
 pub mod knowledge;
+pub mod library;
 pub mod protocol;
 pub mod session;
 pub mod store;

@@ -75,6 +75,12 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Create stores and manage merchants' API keys.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Validate, import and export knowledge packs.
+    #[command(subcommand)]
+    Pack(PackCommand),
     /// Show what the bot would answer to a question, with the decision's trace.
     Ask {
         /// The store to ask.
@@ -83,6 +89,79 @@ enum Command {
         /// The shopper's question.
         question: String,
     },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Create a store and print its merchant API key (shown only this once).
+    Create {
+        /// The store's name: lower-case letters, digits and dashes.
+        name: String,
+    },
+    /// List the stores and their active pack versions.
+    List,
+    /// Manage a store's API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print a new key for the store and revoke its old ones.
+    Rotate {
+        /// The store.
+        name: String,
+    },
+    /// Revoke every key of the store.
+    Revoke {
+        /// The store.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PackCommand {
+    /// Check a pack file and list every problem, without changing anything.
+    Validate {
+        /// The pack file.
+        file: PathBuf,
+        /// json, yaml, toml, csv, qna-tsv or dialogflow-csv; told from the file when not given.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Make a pack file the store's new active version.
+    Import {
+        /// The store.
+        #[arg(long)]
+        store: String,
+        /// The pack file.
+        file: PathBuf,
+        /// json, yaml, toml, csv, qna-tsv or dialogflow-csv; told from the file when not given.
+        #[arg(long)]
+        format: Option<String>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print the store's active pack.
+    Export {
+        /// The store.
+        #[arg(long)]
+        store: String,
+        /// json (default), yaml, toml, csv, qna-tsv or dialogflow-csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+}
+
+fn format_arg(name: Option<&str>) -> anyhow::Result<Option<mibot::knowledge::formats::Format>> {
+    use mibot::knowledge::formats::Format;
+    name.map(|n| {
+        Format::parse(n).ok_or_else(|| {
+            anyhow::anyhow!("unknown format {n:?}; use one of: {}", Format::ALL.map(Format::name).join(", "))
+        })
+    })
+    .transpose()
 }
 
 #[tokio::main]
@@ -128,6 +207,66 @@ async fn main() -> anyhow::Result<()> {
         Command::EchoServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             mibot::bench::echo::run(listener, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Store(command) => {
+            match command {
+                StoreCommand::Create { name } => {
+                    let key = mibot::admin::create_store(&config, &name).await?;
+                    println!("created store {name}");
+                    println!("merchant API key (shown only now; keep it secret):\n{}", key.0);
+                }
+                StoreCommand::List => {
+                    for (store, version) in mibot::admin::list_stores(&config).await? {
+                        let version =
+                            version.map_or("no pack yet".to_owned(), |v| format!("pack version {v}"));
+                        println!("{store}\t{version}");
+                    }
+                }
+                StoreCommand::Key(KeyCommand::Rotate { name }) => {
+                    let key = mibot::admin::rotate_key(&config, &name).await?;
+                    println!("new merchant API key for {name} (its earlier keys no longer work):\n{}", key.0);
+                }
+                StoreCommand::Key(KeyCommand::Revoke { name }) => {
+                    let revoked = mibot::admin::revoke_keys(&config, &name).await?;
+                    println!("revoked {revoked} key(s) of {name}");
+                }
+            }
+            Ok(())
+        }
+        Command::Pack(command) => {
+            match command {
+                PackCommand::Validate { file, format } => {
+                    let imported = mibot::admin::read_pack(&file, format_arg(format.as_deref())?)?;
+                    for note in &imported.notes {
+                        eprintln!("note: {note}");
+                    }
+                    println!(
+                        "{}: a valid {} pack with {} FAQ entries and {} products",
+                        file.display(),
+                        imported.format,
+                        imported.pack.faq.len(),
+                        imported.pack.products.len()
+                    );
+                }
+                PackCommand::Import { store, file, format, quiet } => {
+                    let format = format_arg(format.as_deref())?;
+                    let (version, imported) =
+                        mibot::admin::import_pack(&config, &store, &file, format, quiet).await?;
+                    for note in &imported.notes {
+                        eprintln!("note: {note}");
+                    }
+                    println!(
+                        "{store}: pack version {} is active ({} FAQ entries, {} products, from {})",
+                        version.version, version.faq, version.products, imported.format
+                    );
+                }
+                PackCommand::Export { store, format } => {
+                    let format =
+                        format_arg(Some(&format))?.unwrap_or(mibot::knowledge::formats::Format::Json);
+                    print!("{}", mibot::admin::export_pack(&config, &store, format).await?);
+                }
+            }
             Ok(())
         }
         Command::Ask { store, question } => {

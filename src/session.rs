@@ -10,8 +10,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::domain::{ChatStatus, ClientMessageId, Millis, ResumeToken, StoreId};
+use crate::domain::{ChatStatus, ClientMessageId, Clock, HandoffReason, ResumeToken, StoreId};
 use crate::knowledge::KnowledgeBase;
+use crate::library::Library;
 use crate::protocol::{ClientEvent, ErrorCode, HistoryItem, ProtocolError, ReplyKind, ServerEvent};
 use crate::store::{BotTurn, Conversation, Store, StoreError};
 use crate::triage::{ChatContext, Decision, Triaged, triage};
@@ -37,22 +38,36 @@ pub enum SessionError {
 /// One shopper connection's session.
 pub struct Session {
     store_id: StoreId,
-    knowledge: Arc<KnowledgeBase>,
+    library: Arc<Library>,
     store: Arc<dyn Store>,
     config: Arc<Config>,
+    clock: Clock,
     conversation: Option<Conversation>,
     out: mpsc::Sender<ServerEvent>,
 }
 
 impl Session {
-    /// A session for `store_id`, sending its events to `out`.
+    /// A session with a shopper of `store_id`, sending its events to `out`.
     pub fn new(
-        knowledge: Arc<KnowledgeBase>,
+        store_id: StoreId,
+        library: Arc<Library>,
         store: Arc<dyn Store>,
         config: Arc<Config>,
+        clock: Clock,
         out: mpsc::Sender<ServerEvent>,
     ) -> Self {
-        Self { store_id: knowledge.store().clone(), knowledge, store, config, conversation: None, out }
+        Self { store_id, library, store, config, clock, conversation: None, out }
+    }
+
+    /// The store's knowledge as of now: a new pack version applies from the next message on.
+    fn knowledge(&self) -> Result<Arc<KnowledgeBase>, SessionError> {
+        self.library.get(&self.store_id).ok_or_else(|| {
+            ProtocolError::new(
+                ErrorCode::UnknownStore,
+                format!("store {:?} is no longer served", self.store_id.as_str()),
+            )
+            .into()
+        })
     }
 
     /// Handles one event from the client.
@@ -80,10 +95,11 @@ impl Session {
             .into());
         }
         // A product page the store does not know is ignored rather than refused: the chat works.
-        let product = product.filter(|sku| self.knowledge.catalog().by_sku(sku).is_some());
+        let knowledge = self.knowledge()?;
+        let product = product.filter(|sku| knowledge.catalog().by_sku(sku).is_some());
         let (mut conversation, resumed) = match token {
             None => (
-                self.store.create_conversation(&self.store_id, product.as_deref(), Millis::now()).await?,
+                self.store.create_conversation(&self.store_id, product.as_deref(), self.clock.now()).await?,
                 false,
             ),
             Some(token) => {
@@ -154,7 +170,8 @@ impl Session {
             )
             .into());
         }
-        let appended = self.store.append_shopper_message(conversation.id, &id, text, Millis::now()).await?;
+        let appended =
+            self.store.append_shopper_message(conversation.id, &id, text, self.clock.now()).await?;
         conversation.status = appended.status;
         let conversation = conversation.clone();
         self.send(ServerEvent::Ack {
@@ -167,10 +184,11 @@ impl Session {
             return Ok(());
         }
 
-        let triaged = self.decide(&conversation, text.to_owned()).await;
+        let triaged = self.decide(&conversation, text.to_owned()).await?;
         let (kind, source, reply, suggestions, handoff) = match triaged.decision {
-            Decision::Answer { source, text, suggestions } => {
-                (ReplyKind::Answer, Some(source), text, suggestions, None)
+            Decision::Answer { source, text, suggestions, notify } => {
+                let handoff = notify.then_some(HandoffReason::NotifyFlag);
+                (ReplyKind::Answer, Some(source), text, suggestions, handoff)
             }
             Decision::Clarify { text, suggestions } => (ReplyKind::Clarify, None, text, suggestions, None),
             Decision::Fallback { text } => (ReplyKind::Fallback, None, text, Vec::new(), None),
@@ -191,7 +209,7 @@ impl Session {
             handoff_reason: handoff,
             consecutive_fallbacks,
             product: triaged.product.clone(),
-            at: Millis::now(),
+            at: self.clock.now(),
         };
         self.store.record_bot_turn(&turn).await.map_err(SessionError::Reply)?;
         if let Some(current) = self.conversation.as_mut() {
@@ -217,17 +235,22 @@ impl Session {
     }
 
     /// Runs triage on a blocking thread: search and matching are CPU work.
-    async fn decide(&self, conversation: &Conversation, text: String) -> Triaged {
-        let knowledge = Arc::clone(&self.knowledge);
+    async fn decide(&self, conversation: &Conversation, text: String) -> Result<Triaged, SessionError> {
+        let knowledge = self.knowledge()?;
+        let now = self.clock.now();
         let config = Arc::clone(&self.config);
         let ctx = ChatContext {
             consecutive_fallbacks: conversation.consecutive_fallbacks,
             product: conversation.product.clone(),
         };
         let span = tracing::Span::current();
-        let run = move || span.in_scope(|| triage(&text, &knowledge, &ctx, &config.triage, Millis::now()));
+        let run = move || {
+            span.in_scope(|| {
+                triage(&text, &knowledge, &ctx, config.triage_for(knowledge.store().as_str()), now)
+            })
+        };
         match tokio::task::spawn_blocking(run).await {
-            Ok(triaged) => triaged,
+            Ok(triaged) => Ok(triaged),
             // Triage does not panic on any input; if it ever did, the panic is re-raised here
             // rather than answered wrongly.
             Err(join) => std::panic::resume_unwind(join.into_panic()),

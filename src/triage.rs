@@ -46,6 +46,8 @@ pub enum Decision {
         text: String,
         /// Related products to offer.
         suggestions: Vec<String>,
+        /// Also queue the chat for a person (a FAQ entry flagged `notify`).
+        notify: bool,
     },
     /// Ask which of `suggestions` the shopper means.
     Clarify {
@@ -160,13 +162,19 @@ pub fn triage(text: &str, kb: &KnowledgeBase, ctx: &ChatContext, cfg: &TriageCon
         return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p));
     }
 
-    let hits = kb.search(text, cfg.max_suggestions.max(2) + 1, &cfg.fusion);
+    let hits = kb.search(text, cfg.max_suggestions.max(2) + 1, &cfg.fusion, now);
     let trace = trace_for(kb, Signal::Retrieval, Some(&hits), &cfg.fusion);
     let margin = margin(&hits);
     let confident = hits.first().filter(|b| b.score >= cfg.answer_threshold && margin >= cfg.min_margin);
     if let Some(&Hit { entry: EntryRef::Faq(i), .. }) = confident {
-        let answer = kb.faq()[i].answer.get(lang).to_owned();
-        let decision = Decision::Answer { source: AnswerSource::Faq, text: answer, suggestions: Vec::new() };
+        let faq = &kb.faq()[i];
+        let answer = faq.answer_at(now).get(lang).to_owned();
+        let decision = Decision::Answer {
+            source: AnswerSource::Faq,
+            text: answer,
+            suggestions: Vec::new(),
+            notify: faq.notify,
+        };
         return done(decision, trace);
     }
     if let Some((decision, trace)) = rule_decision {
@@ -230,9 +238,12 @@ fn intent_decision(kb: &KnowledgeBase, index: usize, text: &str, lang: Lang) -> 
     let reply = intent.response.get(lang).to_owned();
     match intent.action {
         Action::Handoff(reason) => Decision::Escalate { reason, text: reply },
-        Action::Reply => {
-            Decision::Answer { source: AnswerSource::Intent, text: reply, suggestions: Vec::new() }
-        }
+        Action::Reply => Decision::Answer {
+            source: AnswerSource::Intent,
+            text: reply,
+            suggestions: Vec::new(),
+            notify: false,
+        },
         Action::OrderStatus => {
             let slots = intent.extract_slots(text);
             let text = match (slots.iter().find(|(name, _)| name == "order"), &intent.ask) {
@@ -240,7 +251,7 @@ fn intent_decision(kb: &KnowledgeBase, index: usize, text: &str, lang: Lang) -> 
                 (None, Some(ask)) => ask.get(lang).to_owned(),
                 (None, None) => reply.replace("{order}", ""),
             };
-            Decision::Answer { source: AnswerSource::Intent, text, suggestions: Vec::new() }
+            Decision::Answer { source: AnswerSource::Intent, text, suggestions: Vec::new(), notify: false }
         }
     }
 }
@@ -251,7 +262,7 @@ fn product_answer(kb: &KnowledgeBase, product: usize, asked: &[Asked], lang: Lan
     let wants_related =
         asked.is_empty() || asked.contains(&Asked::Promotion) || asked.contains(&Asked::Price);
     let suggestions = if wants_related { catalog.related(product, lang) } else { Vec::new() };
-    Decision::Answer { source: AnswerSource::Product, text, suggestions }
+    Decision::Answer { source: AnswerSource::Product, text, suggestions, notify: false }
 }
 
 fn product_trace(kb: &KnowledgeBase, product: usize) -> Trace {

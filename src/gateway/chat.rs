@@ -45,11 +45,9 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
     let (close, close_rx) = oneshot::channel::<Close>();
     let writer = tokio::spawn(write_frames(sink, out_rx, close_rx));
 
-    let knowledge = store
-        .as_deref()
-        .and_then(|s| StoreId::parse(s).ok())
-        .and_then(|id| state.knowledge.get(&id).cloned());
-    let Some(knowledge) = knowledge else {
+    let served =
+        store.as_deref().and_then(|s| StoreId::parse(s).ok()).filter(|id| state.library.get(id).is_some());
+    let Some(store_id) = served else {
         let shown = store.unwrap_or_default();
         let error =
             ProtocolError::new(ErrorCode::UnknownStore, format!("no store named {shown:?} is served here"));
@@ -60,8 +58,14 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
         return;
     };
 
-    let mut session =
-        Session::new(knowledge, Arc::clone(&state.store), Arc::clone(&state.config), out.clone());
+    let mut session = Session::new(
+        store_id,
+        Arc::clone(&state.library),
+        Arc::clone(&state.store),
+        Arc::clone(&state.config),
+        state.clock.clone(),
+        out.clone(),
+    );
     let close_with = loop {
         let frame = tokio::select! {
             () = state.shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),

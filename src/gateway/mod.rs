@@ -1,12 +1,13 @@
 //! The gateway: HTTP routes and the shopper WebSocket, where input is parsed into domain types.
 //!
 //! `GET /ws/chat?store=STORE` upgrades to the chat protocol ([`crate::protocol`]);
-//! `GET /healthz` answers when the server is up. Errors become `error` frames here, and only
-//! here; shoppers never see internals.
+//! `/api/v1/…` is the merchant API ([`merchant`], described by `/api/v1/openapi.json`);
+//! `GET /healthz` answers when the server is up. Errors become `error` frames or JSON error
+//! bodies here, and only here; shoppers and merchants never see internals.
 
 mod chat;
+mod merchant;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::domain::StoreId;
-use crate::knowledge::KnowledgeBase;
-use crate::store::Store;
+use crate::domain::Clock;
+use crate::library::Library;
+use crate::store::{Merchants, Store};
 
 /// Everything the handlers share: cheap-to-clone handles, built once at start-up.
 #[derive(Clone)]
@@ -26,8 +27,12 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Conversations and messages.
     pub store: Arc<dyn Store>,
-    /// Each served store's knowledge.
-    pub knowledge: Arc<BTreeMap<StoreId, Arc<KnowledgeBase>>>,
+    /// Stores, keys and pack versions.
+    pub merchants: Arc<dyn Merchants>,
+    /// Each served store's live knowledge.
+    pub library: Arc<Library>,
+    /// Where "now" comes from (validity windows, timestamps).
+    pub clock: Clock,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
     /// Tracks open WebSocket tasks, so shutdown can wait for them.
@@ -39,5 +44,6 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws/chat", get(chat::upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(merchant::routes(&state))
         .with_state(state)
 }

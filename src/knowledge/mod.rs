@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod classifier;
 pub mod features;
+pub mod formats;
 mod index;
 pub mod pack;
 
@@ -30,7 +31,7 @@ use classifier::{LinearModel, TrainConfig};
 use features::{Vocabulary, raw_features};
 
 use crate::config::Fusion;
-use crate::domain::{Lang, StoreId};
+use crate::domain::{Lang, Millis, StoreId};
 use crate::intents::IntentSet;
 use crate::text::Analyzer;
 
@@ -139,7 +140,8 @@ impl KnowledgeBase {
     ) -> Result<Self, KnowledgeError> {
         pack.validate()?;
         let mut texts: Vec<(EntryRef, String)> = Vec::new();
-        for (i, faq) in pack.faq.iter().enumerate() {
+        // Disabled entries stay in the pack (for export) but are never indexed or learned.
+        for (i, faq) in pack.faq.iter().enumerate().filter(|(_, f)| f.enabled) {
             for q in faq.question.variants().into_iter().chain(faq.similar.iter().map(String::as_str)) {
                 texts.push((EntryRef::Faq(i), q.to_owned()));
             }
@@ -238,8 +240,8 @@ impl KnowledgeBase {
     }
 
     /// Entries matching `text`, best first by fused confidence, each entry once, at most
-    /// `limit`.
-    pub fn search(&self, text: &str, limit: usize, fusion: &Fusion) -> Vec<Hit> {
+    /// `limit`. FAQ entries outside their validity window at `now` are left out.
+    pub fn search(&self, text: &str, limit: usize, fusion: &Fusion, now: Millis) -> Vec<Hit> {
         let terms = dedup(self.analyzer.terms(text));
         let query = self.weigh(&terms);
         let query_norm = query.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
@@ -288,6 +290,10 @@ impl KnowledgeBase {
                 (entry, fusion.confidence(classifier, retrieval), classifier, retrieval, variant)
             })
             .collect();
+        scored.retain(|(entry, ..)| match entry {
+            EntryRef::Faq(i) => self.faq[*i].is_live(now),
+            EntryRef::Intent(_) => true,
+        });
         let text_of = |v: usize| self.variants[v].text.as_str();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| text_of(a.4).cmp(text_of(b.4))));
         scored.truncate(limit);
@@ -432,14 +438,22 @@ fn fingerprint(variants: &[Variant], products: &[String]) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-/// Removes a store's indexes for other content, keeping `keep`.
+/// How many of a store's indexes for other content are kept: the one being replaced may still be
+/// answering questions in flight, and a rollback to a recent version reopens its index.
+const KEEP_INDEXES: usize = 3;
+
+/// Removes a store's indexes for other content, keeping `keep` and the most recent others.
 fn remove_stale_indexes(keep: &Path) -> std::io::Result<()> {
     let Some(parent) = keep.parent() else { return Ok(()) };
     let Ok(entries) = std::fs::read_dir(parent) else { return Ok(()) };
-    for entry in entries.flatten() {
-        if entry.path() != keep {
-            std::fs::remove_dir_all(entry.path())?;
-        }
+    let mut others: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path() != keep)
+        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        .collect();
+    others.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, path) in others.into_iter().skip(KEEP_INDEXES) {
+        std::fs::remove_dir_all(path)?;
     }
     Ok(())
 }
@@ -458,7 +472,7 @@ mod tests {
     #[test]
     fn chinese_paraphrase_finds_the_return_shipping_faq() {
         let kb = demo();
-        let hits = kb.search("退货运费谁出", 3, &Fusion::default());
+        let hits = kb.search("退货运费谁出", 3, &Fusion::default(), Millis::now());
         assert_eq!(kb.entry_id(hits[0].entry), "return-shipping-fee", "{hits:?}");
     }
 
@@ -467,7 +481,7 @@ mod tests {
         let kb = demo();
         let answer = crate::config::TriageConfig::default().answer_threshold;
         for nasty in ["AND(", "\"unterminated", "*", "title:x OR", "[1 TO 2]", ""] {
-            let hits = kb.search(nasty, 3, &Fusion::default());
+            let hits = kb.search(nasty, 3, &Fusion::default(), Millis::now());
             for hit in &hits {
                 assert!((0.0..=1.0).contains(&hit.score), "{nasty:?}: {hit:?}");
             }

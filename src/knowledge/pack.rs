@@ -1,36 +1,40 @@
-//! The pack format: what a merchant writes in `knowledge/<store>/`.
+//! The pack: a store's FAQ entries, attribute vocabulary and products, as a merchant writes them.
 //!
-//! `faq.toml` holds `[[faq]]` entries; `products.toml` holds the attribute vocabulary
-//! (`[[attribute]]`) and the catalog (`[[product]]`). Either file may be absent. A pack is
-//! validated as a whole and every problem is reported, each with the entry and field it is in.
+//! On disk, `knowledge/<store>/faq.toml` holds `[[faq]]` entries and `products.toml` the
+//! attribute vocabulary (`[[attribute]]`) and the catalog (`[[product]]`); either may be absent.
+//! Over HTTP and the CLI a pack comes in any of the [`super::formats`]. A pack is validated as a
+//! whole and every problem is reported, each with the entry (or row) and field it is in.
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::domain::{LocalizedText, Millis};
 
 /// A store's knowledge: FAQ entries and products.
-#[derive(Debug, Clone, Default, Deserialize)]
+///
+/// In JSON and YAML the lists are `faq`, `attributes` and `products`; TOML files may write them
+/// as `[[faq]]`, `[[attribute]]` and `[[product]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pack {
     /// FAQ entries.
     #[serde(default)]
     pub faq: Vec<FaqEntry>,
     /// Product attributes shoppers ask about.
-    #[serde(default, rename = "attribute")]
+    #[serde(default, alias = "attribute", skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<AttributeDef>,
     /// Products.
-    #[serde(default, rename = "product")]
+    #[serde(default, alias = "product", skip_serializing_if = "Vec::is_empty")]
     pub products: Vec<Product>,
 }
 
 /// A question with its answer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaqEntry {
     /// Stable id, unique in the pack.
@@ -38,17 +42,94 @@ pub struct FaqEntry {
     /// The standard question (shown as a suggestion).
     pub question: LocalizedText,
     /// Other ways shoppers ask it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub similar: Vec<String>,
     /// The answer.
-    pub answer: LocalizedText,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<LocalizedText>,
+    /// More answers: the bot picks one of all the answers each time it replies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<LocalizedText>,
+    /// A category, e.g. `after-sales`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// Topics, e.g. `returns`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// RFC 3339 instant from which the entry is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts: Option<String>,
+    /// RFC 3339 instant at which the entry stops being answered (a promotion ending at
+    /// midnight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends: Option<String>,
+    /// Answer, and also queue the chat for a person.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub notify: bool,
+    /// A disabled entry is kept in the pack but never answered.
+    #[serde(default = "enabled", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+}
+
+impl FaqEntry {
+    /// A plain entry with one answer.
+    pub fn new(id: impl Into<String>, question: LocalizedText, answer: LocalizedText) -> Self {
+        Self {
+            id: id.into(),
+            question,
+            similar: Vec::new(),
+            answer: Some(answer),
+            answers: Vec::new(),
+            category: None,
+            tags: Vec::new(),
+            starts: None,
+            ends: None,
+            notify: false,
+            enabled: true,
+        }
+    }
+
+    /// Every answer: `answer` first, then `answers`.
+    pub fn all_answers(&self) -> impl Iterator<Item = &LocalizedText> {
+        self.answer.iter().chain(&self.answers)
+    }
+
+    /// The answer to give at `now`: one of the answers, varying over time.
+    pub fn answer_at(&self, now: Millis) -> &LocalizedText {
+        let count = self.all_answers().count().max(1) as i64;
+        let pick = usize::try_from((now.0 / 1000).rem_euclid(count)).unwrap_or(0);
+        self.all_answers().nth(pick).or(self.answer.as_ref()).unwrap_or(&BLANK)
+    }
+
+    /// Whether the entry is answered at `now`: enabled and inside its window. Unparseable
+    /// bounds were rejected at validation.
+    pub fn is_live(&self, now: Millis) -> bool {
+        self.enabled && in_window(self.starts.as_deref(), self.ends.as_deref(), now)
+    }
+}
+
+static BLANK: LocalizedText = LocalizedText::Plain(String::new());
+
+fn enabled() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+fn in_window(starts: Option<&str>, ends: Option<&str>, now: Millis) -> bool {
+    let after_start = starts.and_then(parse_instant).is_none_or(|s| s <= now);
+    let before_end = ends.and_then(parse_instant).is_none_or(|e| now < e);
+    after_start && before_end
 }
 
 /// An attribute products may have, and the words shoppers use for it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeDef {
     /// Key used in products' `attributes` tables.
@@ -56,12 +137,12 @@ pub struct AttributeDef {
     /// How the bot names it.
     pub label: LocalizedText,
     /// Words that mean this attribute in a question.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub synonyms: Vec<String>,
 }
 
 /// Whether a product can be bought now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StockState {
     /// Available.
@@ -75,7 +156,7 @@ pub enum StockState {
 }
 
 /// A product of the catalog.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Product {
     /// Stock-keeping unit, unique in the pack.
@@ -83,10 +164,10 @@ pub struct Product {
     /// Full name.
     pub name: LocalizedText,
     /// Short names shoppers type ("X1").
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
     /// Category, e.g. phone.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<LocalizedText>,
     /// Price.
     pub price: f64,
@@ -97,39 +178,37 @@ pub struct Product {
     #[serde(default = "default_stock")]
     pub stock: StockState,
     /// One sentence about it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<LocalizedText>,
     /// Related products' SKUs.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub related: Vec<String>,
     /// Attribute key → value.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub attributes: IndexMap<String, LocalizedText>,
     /// Promotions, each with an optional validity window.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promotions: Vec<Promotion>,
 }
 
 /// A promotion on a product.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Promotion {
     /// What the shopper is told.
     pub text: LocalizedText,
     /// RFC 3339 instant from which it applies.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts: Option<String>,
     /// RFC 3339 instant at which it ends.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ends: Option<String>,
 }
 
 impl Promotion {
     /// Whether the promotion applies at `now`. Unparseable bounds were rejected at load.
     pub fn is_active(&self, now: Millis) -> bool {
-        let after_start = self.starts.as_deref().and_then(parse_instant).is_none_or(|s| s <= now);
-        let before_end = self.ends.as_deref().and_then(parse_instant).is_none_or(|e| now < e);
-        after_start && before_end
+        in_window(self.starts.as_deref(), self.ends.as_deref(), now)
     }
 }
 
@@ -156,8 +235,9 @@ pub struct PackError {
 }
 
 impl PackError {
-    fn one(problem: String) -> Self {
-        Self { problems: vec![problem] }
+    /// A single problem.
+    pub fn one(problem: impl Into<String>) -> Self {
+        Self { problems: vec![problem.into()] }
     }
 }
 
@@ -184,21 +264,38 @@ impl Pack {
 
     /// Checks the pack as a whole and lists every problem.
     pub fn validate(&self) -> Result<(), PackError> {
+        self.validate_at(&[], "field")
+    }
+
+    /// Like [`Pack::validate`], naming FAQ entry `n` by `places[n]` (e.g. "row 17") where given,
+    /// and its fields by `noun` ("field", or "column" for a spreadsheet).
+    pub fn validate_at(&self, places: &[String], noun: &str) -> Result<(), PackError> {
         let mut problems = Vec::new();
         let mut ids = HashSet::new();
         for (n, faq) in self.faq.iter().enumerate() {
-            let at = format!("faq #{} ({:?})", n + 1, faq.id);
+            let at = match places.get(n) {
+                Some(place) => place.clone(),
+                None if faq.id.trim().is_empty() => format!("faq #{}", n + 1),
+                None => format!("faq #{} ({:?})", n + 1, faq.id),
+            };
             if faq.id.trim().is_empty() {
-                problems.push(format!("faq #{}: field 'id' is empty", n + 1));
+                problems.push(format!("{at}: {noun} 'id' is empty"));
             } else if !ids.insert(faq.id.as_str()) {
-                problems.push(format!("{at}: duplicate id"));
+                problems.push(format!("{at}: duplicate id {:?}", faq.id));
             }
             if faq.question.is_blank() {
-                problems.push(format!("{at}: field 'question' is empty"));
+                problems.push(format!("{at}: {noun} 'question' is empty"));
             }
-            if faq.answer.is_blank() {
-                problems.push(format!("{at}: field 'answer' is empty"));
+            if faq.answer.is_none() && faq.answers.is_empty() {
+                problems.push(format!("{at}: {noun} 'answer' is missing"));
             }
+            for (k, answer) in faq.all_answers().enumerate() {
+                if answer.is_blank() {
+                    let field = if k == 0 { "answer".to_owned() } else { format!("answer {}", k + 1) };
+                    problems.push(format!("{at}: {noun} '{field}' is empty"));
+                }
+            }
+            check_window(&mut problems, &at, faq.starts.as_deref(), faq.ends.as_deref());
         }
         let attribute_keys: HashSet<&str> = self.attributes.iter().map(|a| a.key.as_str()).collect();
         let skus: HashSet<&str> = self.products.iter().map(|p| p.sku.as_str()).collect();
@@ -227,19 +324,30 @@ impl Pack {
                 }
             }
             for (k, promo) in product.promotions.iter().enumerate() {
-                for (field, value) in [("starts", &promo.starts), ("ends", &promo.ends)] {
-                    if let Some(v) = value
-                        && parse_instant(v).is_none()
-                    {
-                        problems.push(format!(
-                            "{at}: promotion #{} field '{field}' is not an RFC 3339 instant: {v:?}",
-                            k + 1
-                        ));
-                    }
-                }
+                let at = format!("{at}: promotion #{}", k + 1);
+                check_window(&mut problems, &at, promo.starts.as_deref(), promo.ends.as_deref());
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(PackError { problems }) }
+    }
+}
+
+/// A validity window's bounds must be RFC 3339 instants, the start before the end.
+fn check_window(problems: &mut Vec<String>, at: &str, starts: Option<&str>, ends: Option<&str>) {
+    let mut bound = |field: &str, value: Option<&str>| {
+        let value = value?;
+        let parsed = parse_instant(value);
+        if parsed.is_none() {
+            problems.push(format!(
+                "{at}: field '{field}' is not an RFC 3339 instant (like 2026-11-11T00:00:00+08:00): {value:?}"
+            ));
+        }
+        parsed
+    };
+    if let (Some(s), Some(e)) = (bound("starts", starts), bound("ends", ends))
+        && s >= e
+    {
+        problems.push(format!("{at}: field 'ends' is not after 'starts'"));
     }
 }
 

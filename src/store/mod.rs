@@ -1,6 +1,7 @@
 //! Storage: conversations and messages, behind one narrow trait.
 //!
-//! The pipeline sees only [`Store`]; [`sqlite::SqliteStore`] implements it for a single node.
+//! The pipeline sees only [`Store`]; merchants' stores, keys and pack versions are behind
+//! [`Merchants`]. [`sqlite::SqliteStore`] implements both for a single node.
 //! A message is acknowledged to the shopper only after `append_shopper_message` returns, i.e.
 //! after the transaction holding it committed with a full sync.
 
@@ -147,4 +148,93 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Flushes and closes; called once at shutdown.
     async fn close(&self);
+}
+
+/// A version of a store's pack, without its content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PackVersion {
+    /// The store.
+    pub store: StoreId,
+    /// 1, 2, … per store.
+    pub version: u32,
+    /// The format it was uploaded in.
+    pub format: String,
+    /// Where it came from: `http`, `cli` or `directory`.
+    pub source: String,
+    /// A digest of its content.
+    pub fingerprint: String,
+    /// How many FAQ entries it has.
+    pub faq: u32,
+    /// How many products it has.
+    pub products: u32,
+    /// When it was stored.
+    pub created_at: Millis,
+}
+
+/// A pack version to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewPackVersion<'a> {
+    /// The format it was uploaded in.
+    pub format: &'a str,
+    /// Where it came from.
+    pub source: &'a str,
+    /// A digest of its content.
+    pub fingerprint: &'a str,
+    /// FAQ entries.
+    pub faq: u32,
+    /// Products.
+    pub products: u32,
+    /// The pack as mibot's JSON.
+    pub content: &'a str,
+}
+
+/// Stores, merchants' keys and pack versions: what the merchant API and the CLI change.
+#[async_trait]
+pub trait Merchants: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates a store; false if it already existed.
+    async fn create_store(&self, store: &StoreId, at: Millis) -> Result<bool, StoreError>;
+
+    /// Every store.
+    async fn stores(&self) -> Result<Vec<StoreId>, StoreError>;
+
+    /// Adds a key (by its digest) to a store, revoking the store's other keys if asked.
+    async fn add_key(
+        &self,
+        store: &StoreId,
+        key_digest: &str,
+        revoke_others: bool,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes every key of a store; returns how many were live.
+    async fn revoke_keys(&self, store: &StoreId, at: Millis) -> Result<u64, StoreError>;
+
+    /// The store a live key (by its digest) belongs to.
+    async fn store_for_key(&self, key_digest: &str) -> Result<Option<StoreId>, StoreError>;
+
+    /// Stores a new version (numbered after the last), activating it if asked, in one
+    /// transaction.
+    async fn add_pack_version(
+        &self,
+        store: &StoreId,
+        new: NewPackVersion<'_>,
+        activate: bool,
+        at: Millis,
+    ) -> Result<PackVersion, StoreError>;
+
+    /// A store's versions, oldest first.
+    async fn pack_versions(&self, store: &StoreId) -> Result<Vec<PackVersion>, StoreError>;
+
+    /// One version with its content (mibot's JSON).
+    async fn pack_version(
+        &self,
+        store: &StoreId,
+        version: u32,
+    ) -> Result<Option<(PackVersion, String)>, StoreError>;
+
+    /// Makes a stored version the active one; false if there is no such version.
+    async fn activate(&self, store: &StoreId, version: u32, at: Millis) -> Result<bool, StoreError>;
+
+    /// Every store's active version.
+    async fn active_versions(&self) -> Result<Vec<(StoreId, u32)>, StoreError>;
 }

@@ -20,7 +20,9 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Appended, BotTurn, Conversation, Store, StoreError, StoredMessage};
+use super::{
+    Appended, BotTurn, Conversation, Merchants, NewPackVersion, PackVersion, Store, StoreError, StoredMessage,
+};
 use crate::domain::{
     ChatStatus, ClientMessageId, ConversationId, HandoffReason, MessageId, Millis, ResumeToken, Role, StoreId,
 };
@@ -54,13 +56,13 @@ enum Op {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("conversations"),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_conversations.sql").into_sql_str(),
-        false,
-    )])
+    let migration = |version, name, sql: &'static str| {
+        Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, sql.into_sql_str(), false)
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "conversations", include_str!("../../migrations/sqlite/0001_conversations.sql")),
+        migration(2, "merchants", include_str!("../../migrations/sqlite/0002_merchants.sql")),
+    ])
 }
 
 impl SqliteStore {
@@ -434,6 +436,204 @@ impl Store for SqliteStore {
         }
         self.pool.close().await;
     }
+}
+
+const VERSION_COLUMNS: &str =
+    "store, version, format, source, fingerprint, faq_count, product_count, created_at";
+
+fn version_from(row: &SqliteRow) -> Result<PackVersion, StoreError> {
+    let store: String = row.try_get("store")?;
+    let count = |name: &str| -> Result<u32, StoreError> {
+        Ok(u32::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+    };
+    Ok(PackVersion {
+        store: StoreId::parse(&store).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        version: count("version")?,
+        format: row.try_get("format")?,
+        source: row.try_get("source")?,
+        fingerprint: row.try_get("fingerprint")?,
+        faq: count("faq_count")?,
+        products: count("product_count")?,
+        created_at: Millis(row.try_get("created_at")?),
+    })
+}
+
+/// Merchant writes are rare: they take the database's write lock directly (waiting out the chat
+/// writer's batches through the busy timeout) rather than queueing behind chat traffic.
+#[async_trait]
+impl Merchants for SqliteStore {
+    async fn create_store(&self, store: &StoreId, at: Millis) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("INSERT INTO stores (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING")
+                .bind(store.as_str())
+                .bind(at.0)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn stores(&self) -> Result<Vec<StoreId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM stores ORDER BY id").fetch_all(&self.pool).await?;
+        ids.iter().map(|id| StoreId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))).collect()
+    }
+
+    async fn add_key(
+        &self,
+        store: &StoreId,
+        key_digest: &str,
+        revoke_others: bool,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if revoke_others {
+            sqlx::query("UPDATE merchant_keys SET revoked_at = ? WHERE store = ? AND revoked_at IS NULL")
+                .bind(at.0)
+                .bind(store.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO merchant_keys (key_hash, store, created_at) VALUES (?, ?, ?)")
+            .bind(key_digest)
+            .bind(store.as_str())
+            .bind(at.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_keys(&self, store: &StoreId, at: Millis) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("UPDATE merchant_keys SET revoked_at = ? WHERE store = ? AND revoked_at IS NULL")
+                .bind(at.0)
+                .bind(store.as_str())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn store_for_key(&self, key_digest: &str) -> Result<Option<StoreId>, StoreError> {
+        let store: Option<String> =
+            sqlx::query_scalar("SELECT store FROM merchant_keys WHERE key_hash = ? AND revoked_at IS NULL")
+                .bind(key_digest)
+                .fetch_optional(&self.pool)
+                .await?;
+        store.map(|s| StoreId::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    }
+
+    async fn add_pack_version(
+        &self,
+        store: &StoreId,
+        new: NewPackVersion<'_>,
+        activate: bool,
+        at: Millis,
+    ) -> Result<PackVersion, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM pack_versions WHERE store = ?")
+            .bind(store.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let version = last.unwrap_or(0) + 1;
+        sqlx::query(
+            "INSERT INTO pack_versions
+               (store, version, format, source, fingerprint, faq_count, product_count, content, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(store.as_str())
+        .bind(version)
+        .bind(new.format)
+        .bind(new.source)
+        .bind(new.fingerprint)
+        .bind(i64::from(new.faq))
+        .bind(i64::from(new.products))
+        .bind(new.content)
+        .bind(at.0)
+        .execute(&mut *tx)
+        .await?;
+        if activate {
+            set_active(&mut tx, store, version, at).await?;
+        }
+        tx.commit().await?;
+        Ok(PackVersion {
+            store: store.clone(),
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+            format: new.format.to_owned(),
+            source: new.source.to_owned(),
+            fingerprint: new.fingerprint.to_owned(),
+            faq: new.faq,
+            products: new.products,
+            created_at: at,
+        })
+    }
+
+    async fn pack_versions(&self, store: &StoreId) -> Result<Vec<PackVersion>, StoreError> {
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM pack_versions WHERE store = ? ORDER BY version");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(store.as_str()).fetch_all(&self.pool).await?;
+        rows.iter().map(version_from).collect()
+    }
+
+    async fn pack_version(
+        &self,
+        store: &StoreId,
+        version: u32,
+    ) -> Result<Option<(PackVersion, String)>, StoreError> {
+        let sql =
+            format!("SELECT {VERSION_COLUMNS}, content FROM pack_versions WHERE store = ? AND version = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(store.as_str())
+            .bind(i64::from(version))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((version_from(&row)?, row.try_get("content")?))).transpose()
+    }
+
+    async fn activate(&self, store: &StoreId, version: u32, at: Millis) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM pack_versions WHERE store = ? AND version = ?")
+                .bind(store.as_str())
+                .bind(i64::from(version))
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        set_active(&mut tx, store, i64::from(version), at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn active_versions(&self) -> Result<Vec<(StoreId, u32)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT store, version FROM active_packs ORDER BY store")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(store, version)| {
+                let store = StoreId::parse(&store).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((store, u32::try_from(version).unwrap_or(0)))
+            })
+            .collect()
+    }
+}
+
+async fn set_active(
+    tx: &mut SqliteConnection,
+    store: &StoreId,
+    version: i64,
+    at: Millis,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO active_packs (store, version, activated_at) VALUES (?, ?, ?)
+         ON CONFLICT (store) DO UPDATE SET version = excluded.version, activated_at = excluded.activated_at",
+    )
+    .bind(store.as_str())
+    .bind(version)
+    .bind(at.0)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mibot::config::Config;
+use mibot::domain::Clock;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -50,9 +51,15 @@ pub(crate) async fn spawn_app() -> TestApp {
 
 /// Starts a server with `config`, on port 0.
 pub(crate) async fn spawn_with(config: Config) -> TestApp {
+    spawn_with_clock(config, Clock::system()).await
+}
+
+/// Starts a server whose "now" is `clock`.
+pub(crate) async fn spawn_with_clock(config: Config, clock: Clock) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = mibot::app::build_state(config).await.expect("app builds");
+    let mut state = mibot::app::build_state(config).await.expect("app builds");
+    state.clock = clock;
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(mibot::app::run(listener, state, async move {
         let _ = stopped.await;
@@ -63,9 +70,23 @@ pub(crate) async fn spawn_with(config: Config) -> TestApp {
 impl TestApp {
     /// Opens a shopper connection to `store`.
     pub(crate) async fn connect(&self, store: &str) -> Client {
-        let url = format!("ws://{}/ws/chat?store={store}", self.addr);
-        let (ws, _) = connect_async(url).await.expect("websocket connects");
-        Client { ws }
+        Client::connect(self.addr, store).await
+    }
+
+    /// The merchant API of `store`, with `key`.
+    pub(crate) fn merchant(&self, store: &str, key: &str) -> Merchant {
+        Merchant {
+            base: format!("http://{}/api/v1/stores/{store}", self.addr),
+            key: key.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Asks one question in a new conversation and returns the reply.
+    pub(crate) async fn ask_once(&self, store: &str, text: &str) -> Value {
+        let mut shopper = self.connect(store).await;
+        shopper.hello(None).await;
+        shopper.ask("q", text).await
     }
 
     /// Shuts the server down gracefully and waits for it.
@@ -85,6 +106,13 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// Opens a shopper connection to `store` on the server at `addr`.
+    pub(crate) async fn connect(addr: SocketAddr, store: &str) -> Client {
+        let url = format!("ws://{addr}/ws/chat?store={store}");
+        let (ws, _) = connect_async(url).await.expect("websocket connects");
+        Client { ws }
+    }
+
     pub(crate) async fn send(&mut self, value: Value) {
         self.ws.send(Message::text(value.to_string())).await.unwrap();
     }
@@ -142,5 +170,49 @@ impl Client {
         assert_eq!(reply["type"], "reply", "{reply}");
         assert_eq!(reply["in_reply_to"], id, "{reply}");
         reply
+    }
+}
+
+/// A merchant's HTTP client for one store.
+pub(crate) struct Merchant {
+    pub(crate) base: String,
+    pub(crate) key: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Merchant {
+    /// Sends `request` with the key and returns the status and the JSON body (or the text as a
+    /// JSON string).
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.bearer_auth(&self.key).send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub(crate) async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    /// Uploads a pack file; `query` is e.g. `?format=csv`.
+    pub(crate) async fn upload(&self, query: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
+        self.send(self.http.post(format!("{}/packs{query}", self.base)).body(body.into())).await
+    }
+
+    /// The active pack, exported in `format`, as text.
+    pub(crate) async fn export(&self, format: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{}/pack?format={format}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.unwrap()
     }
 }

@@ -5,4 +5,5 @@ mod bench;
 mod chat;
 mod eval_command;
 mod helpers;
+mod merchants;
 mod restart;

@@ -1,0 +1,157 @@
+//! Operator commands on a data directory: stores, merchants' keys, and packs
+//! (`mibot store …`, `mibot pack …`).
+//!
+//! They write the same database the server reads, with the same validation as the HTTP API. A
+//! running server picks a newly activated version up within `content.reload_seconds`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Config;
+use crate::domain::{ApiKey, Millis, StoreId};
+use crate::intents::IntentSet;
+use crate::knowledge::Pack;
+use crate::knowledge::formats::{self, Format, Imported};
+use crate::library::Library;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Merchants, PackVersion, Store};
+
+async fn open(config: &Config) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(&config.storage.data_dir)
+        .await
+        .with_context(|| format!("opening the database in {}", config.storage.data_dir.display()))
+}
+
+/// Creates a store and its first key; returns the key, which is never shown again.
+pub async fn create_store(config: &Config, name: &str) -> anyhow::Result<ApiKey> {
+    let store = StoreId::parse(name)?;
+    let db = open(config).await?;
+    let now = Millis::now();
+    let created = db.create_store(&store, now).await?;
+    let result = if created {
+        let key = ApiKey::generate();
+        db.add_key(&store, &key.digest(), false, now).await?;
+        Ok(key)
+    } else {
+        Err(anyhow::anyhow!(
+            "store {name:?} already exists; `mibot store key rotate {name}` gives it a new key"
+        ))
+    };
+    db.close().await;
+    result
+}
+
+/// Every store.
+pub async fn list_stores(config: &Config) -> anyhow::Result<Vec<(StoreId, Option<u32>)>> {
+    let db = open(config).await?;
+    let active: std::collections::HashMap<StoreId, u32> = db.active_versions().await?.into_iter().collect();
+    let stores = db.stores().await?.into_iter().map(|s| {
+        let version = active.get(&s).copied();
+        (s, version)
+    });
+    let stores = stores.collect();
+    db.close().await;
+    Ok(stores)
+}
+
+async fn existing(db: &SqliteStore, name: &str) -> anyhow::Result<StoreId> {
+    let store = StoreId::parse(name)?;
+    anyhow::ensure!(
+        db.stores().await?.contains(&store),
+        "no store named {name:?}; `mibot store list` shows them"
+    );
+    Ok(store)
+}
+
+/// Gives a store a new key and revokes its others; returns the new key.
+pub async fn rotate_key(config: &Config, name: &str) -> anyhow::Result<ApiKey> {
+    let db = open(config).await?;
+    let store = existing(&db, name).await?;
+    let key = ApiKey::generate();
+    db.add_key(&store, &key.digest(), true, Millis::now()).await?;
+    db.close().await;
+    Ok(key)
+}
+
+/// Revokes every key of a store; returns how many were live.
+pub async fn revoke_keys(config: &Config, name: &str) -> anyhow::Result<u64> {
+    let db = open(config).await?;
+    let store = existing(&db, name).await?;
+    let revoked = db.revoke_keys(&store, Millis::now()).await?;
+    db.close().await;
+    Ok(revoked)
+}
+
+fn progress(steps: u64, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:24}] {pos}/{len} {msg} ({elapsed})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// Reads and validates a pack file, as the HTTP API does.
+pub fn read_pack(file: &Path, format: Option<Format>) -> anyhow::Result<Imported> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file.file_name().and_then(|n| n.to_str());
+    Ok(formats::import(&bytes, format, name)?)
+}
+
+/// Validates, builds and stores a pack file as the store's new active version.
+pub async fn import_pack(
+    config: &Config,
+    store: &str,
+    file: &Path,
+    format: Option<Format>,
+    quiet: bool,
+) -> anyhow::Result<(PackVersion, Imported)> {
+    let bar = progress(3, quiet);
+    bar.set_message(format!("reading and validating {}", file.display()));
+    let (path, fmt) = (file.to_path_buf(), format);
+    let imported = tokio::task::spawn_blocking(move || read_pack(&path, fmt)).await??;
+    bar.inc(1);
+    let db = Arc::new(open(config).await?);
+    let store = existing(&db, store).await?;
+    let intents_dir = config.content.intents_dir.clone();
+    let intents = tokio::task::spawn_blocking(move || IntentSet::load_dir(&intents_dir)).await??;
+    let library = Library::new(
+        Arc::new(intents),
+        Some(config.storage.data_dir.join("index")),
+        Arc::clone(&db) as Arc<dyn Merchants>,
+    );
+    bar.set_message(format!(
+        "training and indexing {} FAQ entries and {} products",
+        imported.pack.faq.len(),
+        imported.pack.products.len()
+    ));
+    bar.inc(1);
+    let version = library.publish(&store, imported.pack.clone(), imported.format, "cli", Millis::now()).await;
+    bar.inc(1);
+    bar.finish_and_clear();
+    db.close().await;
+    Ok((version?, imported))
+}
+
+/// The store's active pack, written in `format`.
+pub async fn export_pack(config: &Config, store: &str, format: Format) -> anyhow::Result<String> {
+    let db = open(config).await?;
+    let store = existing(&db, store).await?;
+    let active = db.active_versions().await?.into_iter().find(|(s, _)| *s == store).map(|(_, v)| v);
+    let pack = match active {
+        None => Pack::default(),
+        Some(version) => {
+            let (_, content) =
+                db.pack_version(&store, version).await?.context("the active version is missing")?;
+            serde_json::from_str(&content).context("the stored pack does not parse")?
+        }
+    };
+    db.close().await;
+    Ok(formats::export(&pack, format)?)
+}

@@ -1,0 +1,452 @@
+//! The merchant API: `/api/v1/stores/{store}/…`, JSON over HTTP, described by the OpenAPI
+//! document at `/api/v1/openapi.json` (`docs/openapi.json`).
+//!
+//! Every call carries the store's key as `Authorization: Bearer …`. A missing, wrong or revoked
+//! key gets 401. A key only reaches its own store: any other store's path gets the same 404 as a
+//! store that does not exist, so a key cannot probe which stores exist.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::domain::{ApiKey, StoreId};
+use crate::knowledge::formats::{self, Format};
+use crate::knowledge::{Pack, PackError};
+use crate::library::PublishError;
+use crate::store::{PackVersion, StoreError};
+use crate::triage::{ChatContext, Decision, triage};
+
+/// The OpenAPI document, served as is.
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// The merchant routes.
+pub(super) fn routes(state: &AppState) -> Router<AppState> {
+    let max_pack = state.config.merchant.max_pack_bytes;
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/stores/{store}", get(show_store))
+        .route(
+            "/api/v1/stores/{store}/packs",
+            get(list_versions).post(upload).layer(DefaultBodyLimit::max(max_pack)),
+        )
+        .route("/api/v1/stores/{store}/packs/{version}", get(show_version))
+        .route("/api/v1/stores/{store}/packs/{version}/activate", post(activate))
+        .route("/api/v1/stores/{store}/pack", get(export))
+        .route("/api/v1/stores/{store}/query", post(query))
+        .route("/api/v1/stores/{store}/faq/{id}", delete(delete_faq))
+        .route("/api/v1/stores/{store}/products/{sku}", delete(delete_product))
+}
+
+/// An error as the merchant sees it: a status and `{"error", "message", "problems"?}`.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    problems: Vec<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), problems: Vec::new() }
+    }
+
+    fn unknown_store(store: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "unknown_store", format!("no store named {store:?} for this key"))
+    }
+
+    fn invalid_pack(error: PackError) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_pack",
+            message: format!("the pack has {} problem(s); nothing was changed", error.problems.len()),
+            problems: error.problems,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.code, "message": self.message});
+        if !self.problems.is_empty() {
+            body["problems"] = json!(self.problems);
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "merchant API: storage failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "storage failed; nothing was changed, try again",
+        )
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(error: PublishError) -> Self {
+        match error {
+            PublishError::Pack(problems) => Self::invalid_pack(problems),
+            PublishError::UnknownStore => Self::new(StatusCode::NOT_FOUND, "unknown_store", "no such store"),
+            PublishError::NoSuchVersion(v) => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown_version",
+                format!("the store has no pack version {v}"),
+            ),
+            PublishError::Store(e) => e.into(),
+            PublishError::Build(e) => {
+                tracing::error!(error = %e, "merchant API: building a pack failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "build_failed",
+                    "building the knowledge base failed; the previous version is still served",
+                )
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The store the request's key opens, if it is `store`.
+async fn authorize(state: &AppState, headers: &HeaderMap, store: &str) -> ApiResult<StoreId> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let Some(key) = key else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_key",
+            "send the store's API key as 'Authorization: Bearer <key>'",
+        ));
+    };
+    let owner = state.merchants.store_for_key(&ApiKey(key.to_owned()).digest()).await?;
+    match owner {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+            "the API key is wrong or has been revoked",
+        )),
+        Some(owner) if owner.as_str() == store => Ok(owner),
+        Some(_) => Err(ApiError::unknown_store(store)),
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+fn version_json(v: &PackVersion, active: Option<u32>) -> Value {
+    json!({
+        "version": v.version,
+        "active": active == Some(v.version),
+        "format": v.format,
+        "source": v.source,
+        "faq": v.faq,
+        "products": v.products,
+        "fingerprint": v.fingerprint,
+        "created_at": v.created_at.0,
+    })
+}
+
+async fn show_store(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let shelf = state.library.shelf(&store).ok_or_else(|| ApiError::unknown_store(store.as_str()))?;
+    Ok(Json(json!({
+        "store": store.as_str(),
+        "active_version": shelf.version,
+        "faq": shelf.knowledge.faq().len(),
+        "products": shelf.knowledge.catalog().products().len(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadParams {
+    /// The format's name; otherwise the Content-Type, the file name or the content decides.
+    format: Option<String>,
+    /// The uploaded file's name, for its extension.
+    filename: Option<String>,
+}
+
+/// The format a Content-Type names, where it names one.
+fn format_of_content_type(headers: &HeaderMap) -> Option<Format> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = value.split(';').next()?.trim().to_ascii_lowercase();
+    match media.as_str() {
+        "application/json" => Some(Format::Json),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => Some(Format::Yaml),
+        "application/toml" => Some(Format::Toml),
+        "text/tab-separated-values" => Some(Format::QnaTsv),
+        _ => None,
+    }
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    Query(params): Query<UploadParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let store = authorize(&state, &headers, &store).await?;
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            let max = state.config.merchant.max_pack_bytes;
+            ApiError::new(status, "pack_too_large", format!("the pack is larger than the {max} bytes accepted; split it or raise merchant.max_pack_bytes"))
+        } else {
+            ApiError::new(status, "unreadable_body", rejection.body_text())
+        }
+    })?;
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_pack",
+            "the request body is empty; send the pack file as the body",
+        ));
+    }
+    let format = match params.format.as_deref() {
+        Some(name) => Some(Format::parse(name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_format",
+                format!("unknown format {name:?}; use one of: {}", Format::ALL.map(Format::name).join(", ")),
+            )
+        })?),
+        None => format_of_content_type(&headers),
+    };
+    let file_name = params.filename.clone();
+    let imported = tokio::task::spawn_blocking(move || formats::import(&body, format, file_name.as_deref()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::invalid_pack)?;
+    let faq = imported.pack.faq.len();
+    let version =
+        state.library.publish(&store, imported.pack, imported.format, "http", state.clock.now()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "version": version_json(&version, Some(version.version)),
+            "format": imported.format.name(),
+            "faq": faq,
+            "notes": imported.notes,
+        })),
+    ))
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let active = state.library.shelf(&store).and_then(|s| s.version);
+    let versions = state.merchants.pack_versions(&store).await?;
+    Ok(Json(json!({
+        "store": store.as_str(),
+        "active_version": active,
+        "versions": versions.iter().map(|v| version_json(v, active)).collect::<Vec<_>>(),
+    })))
+}
+
+async fn show_version(
+    State(state): State<AppState>,
+    Path((store, version)): Path<(String, u32)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let active = state.library.shelf(&store).and_then(|s| s.version);
+    let (meta, content) = state
+        .merchants
+        .pack_version(&store, version)
+        .await?
+        .ok_or_else(|| ApiError::from(PublishError::NoSuchVersion(version)))?;
+    let pack: Value = serde_json::from_str(&content).unwrap_or(Value::Null);
+    let mut body = version_json(&meta, active);
+    body["pack"] = pack;
+    Ok(Json(body))
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    Path((store, version)): Path<(String, u32)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let meta = state.library.activate(&store, version, state.clock.now()).await?;
+    Ok(Json(json!({"version": version_json(&meta, Some(version))})))
+}
+
+#[derive(Debug, Deserialize)]
+struct ExportParams {
+    format: Option<String>,
+}
+
+async fn export(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    Query(params): Query<ExportParams>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let store = authorize(&state, &headers, &store).await?;
+    let name = params.format.as_deref().unwrap_or("json");
+    let format = Format::parse(name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_format",
+            format!("unknown format {name:?}; use one of: {}", Format::ALL.map(Format::name).join(", ")),
+        )
+    })?;
+    let (meta, pack) = state.library.active_pack(&store).await?;
+    let text = formats::export(&pack, format).map_err(ApiError::invalid_pack)?;
+    let version = meta.map_or(0, |m| m.version);
+    let extension = match format {
+        Format::QnaTsv => "tsv",
+        Format::DialogflowCsv => "csv",
+        other => other.name(),
+    };
+    let disposition = format!("attachment; filename=\"{}-v{version}.{extension}\"", store.as_str());
+    let mut response = text.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert("x-pack-version", HeaderValue::from(version));
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    /// The shopper's question.
+    text: String,
+    /// The product the chat is about, if any.
+    #[serde(default)]
+    product: Option<String>,
+}
+
+async fn query(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<QueryBody>,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let knowledge = state.library.get(&store).ok_or_else(|| ApiError::unknown_store(store.as_str()))?;
+    if body.text.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty_text", "'text' is empty"));
+    }
+    let (config, now) = (Arc::clone(&state.config), state.clock.now());
+    let answered = tokio::task::spawn_blocking(move || {
+        let cfg = config.triage_for(store.as_str());
+        let ctx = ChatContext { consecutive_fallbacks: 0, product: body.product };
+        let triaged = triage(&body.text, &knowledge, &ctx, cfg, now);
+        let hits: Vec<Value> = knowledge
+            .search(&body.text, 5, &cfg.fusion, now)
+            .into_iter()
+            .map(|h| {
+                json!({
+                    "entry": knowledge.entry_id(h.entry),
+                    "score": h.score,
+                    "classifier": h.classifier,
+                    "retrieval": h.retrieval,
+                    "matched_question": h.matched,
+                })
+            })
+            .collect();
+        let decision = match triaged.decision {
+            Decision::Answer { source, text, suggestions, notify } => {
+                json!({"kind": "answer", "source": source, "text": text, "suggestions": suggestions, "notify": notify})
+            }
+            Decision::Clarify { text, suggestions } => json!({"kind": "clarify", "text": text, "suggestions": suggestions}),
+            Decision::Fallback { text } => json!({"kind": "fallback", "text": text}),
+            Decision::Escalate { reason, text } => json!({"kind": "handoff", "reason": reason, "text": text}),
+        };
+        json!({"decision": decision, "trace": triaged.trace, "hits": hits})
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(Json(answered))
+}
+
+/// Publishes the active pack changed by `edit`, as a new version.
+async fn edit_pack(
+    state: &AppState,
+    store: &StoreId,
+    edit: impl FnOnce(&mut Pack) -> ApiResult<()>,
+) -> ApiResult<Json<Value>> {
+    let (meta, mut pack) = state.library.active_pack(store).await?;
+    edit(&mut pack)?;
+    let format = meta.and_then(|m| Format::parse(&m.format)).unwrap_or(Format::Json);
+    let version = state.library.publish(store, pack, format, "http", state.clock.now()).await?;
+    Ok(Json(json!({"version": version_json(&version, Some(version.version))})))
+}
+
+async fn delete_faq(
+    State(state): State<AppState>,
+    Path((store, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    edit_pack(&state, &store, |pack| {
+        let before = pack.faq.len();
+        pack.faq.retain(|f| f.id != id);
+        if pack.faq.len() == before {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_entry",
+                format!("the active pack has no FAQ entry {id:?}"),
+            ));
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn delete_product(
+    State(state): State<AppState>,
+    Path((store, sku)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    edit_pack(&state, &store, |pack| {
+        let before = pack.products.len();
+        pack.products.retain(|p| p.sku != sku);
+        if pack.products.len() == before {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_product",
+                format!("the active pack has no product {sku:?}"),
+            ));
+        }
+        for product in &mut pack.products {
+            product.related.retain(|r| *r != sku);
+        }
+        Ok(())
+    })
+    .await
+}

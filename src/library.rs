@@ -1,0 +1,276 @@
+//! The library: every store's live knowledge, and how a pack becomes it.
+//!
+//! The database holds every version of every store's pack and which one is active: it is the
+//! source of truth. The library holds the built [`KnowledgeBase`] of each store's active version.
+//! Publishing a pack validates it, builds it off the async threads, stores it as a new version
+//! and swaps it in, in that order: a pack that fails at any step changes nothing. A swap replaces
+//! one `Arc`: a question already being answered finishes on the knowledge it started with, the
+//! next one sees the new version, and nothing ever sees a half-built index.
+//!
+//! [`Library::sync`] brings the library in line with the database. It runs at start-up and then
+//! every `content.reload_seconds`, so a version activated by the CLI, or by another node sharing
+//! the database, is served without a restart.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Millis, StoreId};
+use crate::intents::IntentSet;
+use crate::knowledge::formats::Format;
+use crate::knowledge::{KnowledgeBase, KnowledgeError, Pack, PackError};
+use crate::store::{Merchants, NewPackVersion, PackVersion, StoreError};
+use crate::text::Analyzer;
+
+/// A store's live knowledge and the version it was built from.
+#[derive(Debug, Clone)]
+pub struct Shelf {
+    /// The built knowledge.
+    pub knowledge: Arc<KnowledgeBase>,
+    /// The pack version; `None` for a store that has no pack yet.
+    pub version: Option<u32>,
+}
+
+/// Why a pack was not published or activated. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The pack is invalid.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// No such store.
+    #[error("no such store")]
+    UnknownStore,
+    /// No such version of the store's pack.
+    #[error("version {0} does not exist")]
+    NoSuchVersion(u32),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Building the index failed.
+    #[error("building the knowledge base failed: {0}")]
+    Build(String),
+}
+
+/// Every store's live knowledge.
+#[derive(Debug)]
+pub struct Library {
+    shelves: RwLock<HashMap<StoreId, Shelf>>,
+    intents: Arc<IntentSet>,
+    analyzer: Analyzer,
+    index_root: Option<PathBuf>,
+    merchants: Arc<dyn Merchants>,
+    /// Publishing, activating and syncing run one at a time, so versions are swapped in the
+    /// order they were activated.
+    changing: tokio::sync::Mutex<()>,
+}
+
+/// The content digest recorded with a version.
+pub fn fingerprint(content: &str) -> String {
+    hex(&Sha256::digest(content.as_bytes()))
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+impl Library {
+    /// An empty library; [`Library::sync`] fills it.
+    pub fn new(intents: Arc<IntentSet>, index_root: Option<PathBuf>, merchants: Arc<dyn Merchants>) -> Self {
+        Self {
+            shelves: RwLock::default(),
+            intents,
+            analyzer: Analyzer::new(),
+            index_root,
+            merchants,
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The store's live knowledge.
+    pub fn get(&self, store: &StoreId) -> Option<Arc<KnowledgeBase>> {
+        self.read().get(store).map(|s| Arc::clone(&s.knowledge))
+    }
+
+    /// The store's live knowledge and its version.
+    pub fn shelf(&self, store: &StoreId) -> Option<Shelf> {
+        self.read().get(store).cloned()
+    }
+
+    /// Every served store.
+    pub fn stores(&self) -> Vec<StoreId> {
+        let mut stores: Vec<StoreId> = self.read().keys().cloned().collect();
+        stores.sort();
+        stores
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<StoreId, Shelf>> {
+        self.shelves.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn put(&self, store: StoreId, shelf: Shelf) {
+        self.shelves.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(store, shelf);
+    }
+
+    /// Imports the packs of `knowledge_dir/<store>/` (TOML, as in the repository's `knowledge/`):
+    /// a directory's pack becomes a new active version when its content differs from the last
+    /// version imported from the directory. Versions uploaded since are left alone unless the
+    /// directory's files change.
+    pub async fn import_directory(&self, knowledge_dir: &Path, at: Millis) -> anyhow::Result<()> {
+        let entries = std::fs::read_dir(knowledge_dir)
+            .with_context(|| format!("reading the knowledge directory {}", knowledge_dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if !path.is_dir() || !(path.join("faq.toml").exists() || path.join("products.toml").exists()) {
+                continue;
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let store =
+                StoreId::parse(name).with_context(|| format!("store directory {}", path.display()))?;
+            let pack = Pack::load_dir(&path).with_context(|| format!("loading {}", path.display()))?;
+            let content = serde_json::to_string(&pack)?;
+            let digest = fingerprint(&content);
+            self.merchants.create_store(&store, at).await?;
+            let versions = self.merchants.pack_versions(&store).await?;
+            let last_imported = versions.iter().rev().find(|v| v.source == "directory");
+            if last_imported.is_some_and(|v| v.fingerprint == digest) {
+                continue;
+            }
+            let new = version_of(&pack, Format::Toml, "directory", &digest, &content);
+            let version = self.merchants.add_pack_version(&store, new, true, at).await?;
+            tracing::info!(store = %store, version = version.version, dir = %path.display(), "pack imported from the directory");
+        }
+        Ok(())
+    }
+
+    /// Brings every store's live knowledge in line with the database: builds what changed.
+    /// A version that fails to build is logged and the store keeps what it served.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let _changing = self.changing.lock().await;
+        let active: HashMap<StoreId, u32> = self.merchants.active_versions().await?.into_iter().collect();
+        for store in self.merchants.stores().await? {
+            let want = active.get(&store).copied();
+            let have = self.shelf(&store);
+            if have.as_ref().is_some_and(|s| s.version == want) {
+                continue;
+            }
+            let pack = match want {
+                None => Pack::default(),
+                Some(version) => match self.merchants.pack_version(&store, version).await? {
+                    Some((_, content)) => match serde_json::from_str::<Pack>(&content) {
+                        Ok(pack) => pack,
+                        Err(error) => {
+                            tracing::error!(store = %store, version, %error, "a stored pack does not parse");
+                            continue;
+                        }
+                    },
+                    None => continue,
+                },
+            };
+            match self.build(&store, pack).await {
+                Ok(knowledge) => {
+                    tracing::info!(store = %store, version = ?want, faq = knowledge.faq().len(), products = knowledge.catalog().products().len(), "knowledge loaded");
+                    self.put(store, Shelf { knowledge, version: want });
+                }
+                Err(error) => {
+                    tracing::error!(store = %store, version = ?want, %error, "a pack version failed to build")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates and builds `pack`, stores it as the store's next version and makes it active.
+    pub async fn publish(
+        &self,
+        store: &StoreId,
+        pack: Pack,
+        format: Format,
+        source: &str,
+        at: Millis,
+    ) -> Result<PackVersion, PublishError> {
+        pack.validate()?;
+        let _changing = self.changing.lock().await;
+        if self.shelf(store).is_none() && !self.merchants.stores().await?.contains(store) {
+            return Err(PublishError::UnknownStore);
+        }
+        let content = serde_json::to_string(&pack).map_err(|e| PublishError::Build(e.to_string()))?;
+        let digest = fingerprint(&content);
+        let new = version_of(&pack, format, source, &digest, &content);
+        let knowledge = self.build(store, pack).await?;
+        let version = self.merchants.add_pack_version(store, new, true, at).await?;
+        self.put(store.clone(), Shelf { knowledge, version: Some(version.version) });
+        tracing::info!(store = %store, version = version.version, source, "pack published");
+        Ok(version)
+    }
+
+    /// Makes an earlier (or later) version the active one: a rollback.
+    pub async fn activate(
+        &self,
+        store: &StoreId,
+        version: u32,
+        at: Millis,
+    ) -> Result<PackVersion, PublishError> {
+        let _changing = self.changing.lock().await;
+        let (meta, content) =
+            self.merchants.pack_version(store, version).await?.ok_or(PublishError::NoSuchVersion(version))?;
+        let pack: Pack = serde_json::from_str(&content).map_err(|e| PublishError::Build(e.to_string()))?;
+        let knowledge = self.build(store, pack).await?;
+        if !self.merchants.activate(store, version, at).await? {
+            return Err(PublishError::NoSuchVersion(version));
+        }
+        self.put(store.clone(), Shelf { knowledge, version: Some(version) });
+        tracing::info!(store = %store, version, "pack version activated");
+        Ok(meta)
+    }
+
+    /// The store's active version and its pack (an empty pack before the first upload).
+    pub async fn active_pack(&self, store: &StoreId) -> Result<(Option<PackVersion>, Pack), PublishError> {
+        let Some(shelf) = self.shelf(store) else { return Err(PublishError::UnknownStore) };
+        let Some(version) = shelf.version else { return Ok((None, Pack::default())) };
+        let (meta, content) =
+            self.merchants.pack_version(store, version).await?.ok_or(PublishError::NoSuchVersion(version))?;
+        let pack = serde_json::from_str(&content).map_err(|e| PublishError::Build(e.to_string()))?;
+        Ok((Some(meta), pack))
+    }
+
+    /// Builds knowledge on a blocking thread: training and indexing are CPU work.
+    async fn build(&self, store: &StoreId, pack: Pack) -> Result<Arc<KnowledgeBase>, PublishError> {
+        let (store, intents, analyzer, root) =
+            (store.clone(), Arc::clone(&self.intents), self.analyzer.clone(), self.index_root.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            KnowledgeBase::build(store, pack, intents, &analyzer, root.as_deref())
+        })
+        .await
+        .map_err(|e| PublishError::Build(e.to_string()))?;
+        match built {
+            Ok(knowledge) => Ok(Arc::new(knowledge)),
+            Err(KnowledgeError::Pack(problems)) => Err(PublishError::Pack(problems)),
+            Err(other) => Err(PublishError::Build(other.to_string())),
+        }
+    }
+}
+
+fn version_of<'a>(
+    pack: &Pack,
+    format: Format,
+    source: &'a str,
+    digest: &'a str,
+    content: &'a str,
+) -> NewPackVersion<'a> {
+    NewPackVersion {
+        format: format.name(),
+        source,
+        fingerprint: digest,
+        faq: u32::try_from(pack.faq.len()).unwrap_or(u32::MAX),
+        products: u32::try_from(pack.products.len()).unwrap_or(u32::MAX),
+        content,
+    }
+}
