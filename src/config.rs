@@ -262,6 +262,20 @@ mod tests {
     }
 
     #[test]
+    fn a_store_may_have_its_own_thresholds() {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[stores.strict.triage]\nanswer_threshold = 0.9"))
+            .extract()
+            .unwrap();
+        assert_eq!(config.triage_for("strict").answer_threshold, 0.9);
+        assert_eq!(config.triage_for("strict").clarify_threshold, TriageConfig::default().clarify_threshold);
+        assert_eq!(config.triage_for("demo").answer_threshold, config.triage.answer_threshold);
+        let mut bad = config.clone();
+        bad.stores.get_mut("strict").unwrap().triage.as_mut().unwrap().clarify_threshold = 0.95;
+        assert!(bad.validate().unwrap_err().to_string().contains("stores.strict"));
+    }
+
+    #[test]
     fn inconsistent_thresholds_are_rejected() {
         let mut config = Config::default();
         config.triage.clarify_threshold = 0.9;

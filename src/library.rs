@@ -198,6 +198,33 @@ impl Library {
     ) -> Result<PackVersion, PublishError> {
         pack.validate()?;
         let _changing = self.changing.lock().await;
+        self.publish_locked(store, pack, format, source, at).await
+    }
+
+    /// Publishes the active pack as changed by `edit`, with no other change in between.
+    pub async fn edit<E: From<PublishError>>(
+        &self,
+        store: &StoreId,
+        source: &str,
+        at: Millis,
+        edit: impl FnOnce(&mut Pack) -> Result<(), E>,
+    ) -> Result<PackVersion, E> {
+        let _changing = self.changing.lock().await;
+        let (meta, mut pack) = self.active_pack(store).await?;
+        edit(&mut pack)?;
+        let format = meta.and_then(|m| Format::parse(&m.format)).unwrap_or(Format::Json);
+        Ok(self.publish_locked(store, pack, format, source, at).await?)
+    }
+
+    async fn publish_locked(
+        &self,
+        store: &StoreId,
+        pack: Pack,
+        format: Format,
+        source: &str,
+        at: Millis,
+    ) -> Result<PackVersion, PublishError> {
+        pack.validate()?;
         if self.shelf(store).is_none() && !self.merchants.stores().await?.contains(store) {
             return Err(PublishError::UnknownStore);
         }

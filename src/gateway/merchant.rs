@@ -124,13 +124,20 @@ impl From<PublishError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A failure of mibot itself: logged, and reported without its details.
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "merchant API: internal failure");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "mibot failed to handle this request; nothing was changed")
+}
+
 /// The store the request's key opens, if it is `store`.
 async fn authorize(state: &AppState, headers: &HeaderMap, store: &str) -> ApiResult<StoreId> {
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
         .filter(|k| !k.is_empty());
     let Some(key) = key else {
         return Err(ApiError::new(
@@ -236,12 +243,16 @@ async fn upload(
                 format!("unknown format {name:?}; use one of: {}", Format::ALL.map(Format::name).join(", ")),
             )
         })?),
-        None => format_of_content_type(&headers),
+        None => params
+            .filename
+            .as_deref()
+            .and_then(Format::from_file_name)
+            .or_else(|| format_of_content_type(&headers)),
     };
     let file_name = params.filename.clone();
     let imported = tokio::task::spawn_blocking(move || formats::import(&body, format, file_name.as_deref()))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(internal)?
         .map_err(ApiError::invalid_pack)?;
     let faq = imported.pack.faq.len();
     let version =
@@ -272,12 +283,20 @@ async fn list_versions(
     })))
 }
 
+/// A version number from the path, read after the key is checked.
+fn version_number(raw: &str) -> ApiResult<u32> {
+    raw.parse().map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_version", format!("{raw:?} is not a version number"))
+    })
+}
+
 async fn show_version(
     State(state): State<AppState>,
-    Path((store, version)): Path<(String, u32)>,
+    Path((store, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
+    let version = version_number(&version)?;
     let active = state.library.shelf(&store).and_then(|s| s.version);
     let (meta, content) = state
         .merchants
@@ -292,10 +311,11 @@ async fn show_version(
 
 async fn activate(
     State(state): State<AppState>,
-    Path((store, version)): Path<(String, u32)>,
+    Path((store, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
+    let version = version_number(&version)?;
     let meta = state.library.activate(&store, version, state.clock.now()).await?;
     Ok(Json(json!({"version": version_json(&meta, Some(version))})))
 }
@@ -321,7 +341,7 @@ async fn export(
         )
     })?;
     let (meta, pack) = state.library.active_pack(&store).await?;
-    let text = formats::export(&pack, format).map_err(ApiError::invalid_pack)?;
+    let text = formats::export(&pack, format).map_err(internal)?;
     let version = meta.map_or(0, |m| m.version);
     let extension = match format {
         Format::QnaTsv => "tsv",
@@ -353,9 +373,12 @@ async fn query(
     State(state): State<AppState>,
     Path(store): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<QueryBody>,
+    body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
+    let body: QueryBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the body must be {{\"text\": …, \"product\"?: …}}: {e}"))
+    })?;
     let knowledge = state.library.get(&store).ok_or_else(|| ApiError::unknown_store(store.as_str()))?;
     if body.text.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty_text", "'text' is empty"));
@@ -389,7 +412,7 @@ async fn query(
         json!({"decision": decision, "trace": triaged.trace, "hits": hits})
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    .map_err(internal)?;
     Ok(Json(answered))
 }
 
@@ -399,10 +422,7 @@ async fn edit_pack(
     store: &StoreId,
     edit: impl FnOnce(&mut Pack) -> ApiResult<()>,
 ) -> ApiResult<Json<Value>> {
-    let (meta, mut pack) = state.library.active_pack(store).await?;
-    edit(&mut pack)?;
-    let format = meta.and_then(|m| Format::parse(&m.format)).unwrap_or(Format::Json);
-    let version = state.library.publish(store, pack, format, "http", state.clock.now()).await?;
+    let version = state.library.edit(store, "http", state.clock.now(), edit).await?;
     Ok(Json(json!({"version": version_json(&version, Some(version.version))})))
 }
 

@@ -7,11 +7,12 @@
 //! | `qna-tsv` | an Azure QnA Maker / custom question answering export | questions, answers, metadata |
 //! | `dialogflow-csv` | a Dialogflow FAQ document: `question,answer` rows, no header | questions, answers |
 //!
+//! The last two cannot say "disabled" or carry a validity window: exports to them leave disabled
+//! entries out, and windows are lost.
+//!
 //! [`import`] decodes the bytes (UTF-8, with or without a BOM; UTF-16 with a BOM; GBK/GB18030
 //! is converted and said so), tells the format when it is not named, parses, and validates. Every
 //! problem names its row or line and column, as the merchant's file numbers them.
-
-use std::hash::{Hash, Hasher};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -199,20 +200,12 @@ pub fn decode(bytes: &[u8]) -> Result<(String, Option<String>), PackError> {
     }
 }
 
-/// Tells a pack's format from its content.
+/// Tells a pack's format from its content. A spreadsheet or QnA header is checked first, so a
+/// cell that happens to look like TOML or YAML does not mislead it.
 pub fn detect(text: &str) -> Result<Format, PackError> {
     let body = text.trim_start();
     if body.starts_with('{') || body.starts_with('[') && !body.starts_with("[[") {
         return Ok(Format::Json);
-    }
-    let meaningful = body.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
-    for line in meaningful.take(5) {
-        if line.starts_with("[[") || line.starts_with('[') && line.ends_with(']') {
-            return Ok(Format::Toml);
-        }
-        if line == "---" || ["faq:", "attributes:", "products:"].iter().any(|k| line.starts_with(k)) {
-            return Ok(Format::Yaml);
-        }
     }
     let first = body.lines().next().unwrap_or_default();
     if first.contains('\t') {
@@ -222,15 +215,26 @@ pub fn detect(text: &str) -> Result<Format, PackError> {
         }
     }
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(body.as_bytes());
-    if let Some(Ok(record)) = reader.records().next() {
+    let first_record = reader.records().next().and_then(Result::ok);
+    if let Some(record) = &first_record {
         let columns: Vec<Option<Column>> = record.iter().map(Column::parse).collect();
         let has = |want: fn(&Column) -> bool| columns.iter().flatten().any(want);
         if has(|c| matches!(c.field, Field::Question)) && has(|c| matches!(c.field, Field::Answer(_))) {
             return Ok(Format::Csv);
         }
-        if record.len() == 2 {
-            return Ok(Format::DialogflowCsv);
+    }
+    let meaningful = body.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    for line in meaningful.take(5) {
+        if line.starts_with("[[") || line.starts_with('[') && line.ends_with(']') {
+            return Ok(Format::Toml);
         }
+        let yaml_keys = ["faq:", "attributes:", "attribute:", "products:", "product:"];
+        if line == "---" || yaml_keys.iter().any(|k| line.starts_with(k)) {
+            return Ok(Format::Yaml);
+        }
+    }
+    if first_record.is_some_and(|r| r.len() == 2) {
+        return Ok(Format::DialogflowCsv);
     }
     Err(PackError::one(format!(
         "cannot tell this pack's format; name it as one of: {}",
@@ -245,9 +249,9 @@ fn json_error(e: serde_json::Error) -> PackError {
 /// A stable id for an entry that has none: derived from its question, so re-importing the same
 /// sheet keeps the ids.
 fn derived_id(prefix: &str, question: &str) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    question.trim().hash(&mut hasher);
-    format!("{prefix}-{:08x}", hasher.finish() as u32)
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(question.trim().as_bytes());
+    format!("{prefix}-{}", crate::library::hex(&digest[..6]))
 }
 
 // ---- the spreadsheet CSV ----
@@ -636,7 +640,8 @@ fn read_qna(text: &str) -> Result<(Pack, Vec<String>), PackError> {
 
 fn write_qna(pack: &Pack) -> String {
     let mut out = String::from("Question\tAnswer\tSource\tMetadata\tQnaId\n");
-    for (n, faq) in pack.faq.iter().enumerate() {
+    // QnA has no way to say "disabled": such entries are left out rather than revived.
+    for (n, faq) in pack.faq.iter().filter(|f| f.enabled).enumerate() {
         let answer = faq.all_answers().next().map(|a| a.get(crate::domain::Lang::Zh)).unwrap_or_default();
         let mut metadata: Vec<String> = faq.category.iter().map(|c| format!("category:{c}")).collect();
         metadata.extend(faq.tags.iter().map(|t| format!("tag:{t}")));
@@ -708,7 +713,8 @@ fn read_dialogflow(text: &str) -> Result<(Pack, Vec<String>), PackError> {
 
 fn write_dialogflow(pack: &Pack) -> Result<String, csv::Error> {
     let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
-    for faq in &pack.faq {
+    // Dialogflow has no way to say "disabled": such entries are left out rather than revived.
+    for faq in pack.faq.iter().filter(|f| f.enabled) {
         let answer = faq.all_answers().next().map(|a| a.get(crate::domain::Lang::Zh)).unwrap_or_default();
         for question in faq.question.variants().into_iter().chain(faq.similar.iter().map(String::as_str)) {
             writer.write_record([question, answer])?;
@@ -773,7 +779,10 @@ mod tests {
     #[test]
     fn qna_and_dialogflow_keep_questions_and_answers() {
         let mut pack = faq_pack();
+        let disabled = export(&pack, Format::DialogflowCsv).unwrap();
+        assert!(!disabled.contains("能开发票吗"), "a disabled entry is left out: {disabled}");
         for faq in &mut pack.faq {
+            faq.enabled = true;
             faq.question = LocalizedText::Plain(faq.question.get(crate::domain::Lang::Zh).to_owned());
             faq.answer = Some(LocalizedText::Plain(
                 faq.answer_at(crate::domain::Millis(0)).get(crate::domain::Lang::Zh).to_owned(),

@@ -290,3 +290,28 @@ async fn a_cli_import_reaches_the_running_server() {
     assert!(exported.starts_with("id,question"), "{exported}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = crate::helpers::spawn_app().await;
+    let response = reqwest::get(format!("http://{}/api/v1/openapi.json", app.addr)).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    for (path, method) in [
+        ("/api/v1/stores/{store}", "get"),
+        ("/api/v1/stores/{store}/packs", "get"),
+        ("/api/v1/stores/{store}/packs", "post"),
+        ("/api/v1/stores/{store}/packs/{version}", "get"),
+        ("/api/v1/stores/{store}/packs/{version}/activate", "post"),
+        ("/api/v1/stores/{store}/pack", "get"),
+        ("/api/v1/stores/{store}/query", "post"),
+        ("/api/v1/stores/{store}/faq/{id}", "delete"),
+        ("/api/v1/stores/{store}/products/{sku}", "delete"),
+    ] {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not in the OpenAPI document");
+        assert!(operation["responses"]["401"].is_object(), "{method} {path} documents 401");
+    }
+    app.stop().await;
+}
