@@ -123,6 +123,7 @@ pub async fn import_pack(
     let intents = tokio::task::spawn_blocking(move || IntentSet::load_dir(&intents_dir)).await??;
     let library = Library::new(
         Arc::new(intents),
+        Some(config.content.intents_dir.clone()),
         Some(config.storage.data_dir.join("index")),
         Arc::clone(&db) as Arc<dyn Merchants>,
     );

@@ -34,8 +34,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .await?
         .with_context(|| format!("loading intents from {}", config.content.intents_dir.display()))?;
     let merchants: Arc<dyn Merchants> = store.clone();
-    let library =
-        Library::new(Arc::new(intents), Some(config.storage.data_dir.join("index")), Arc::clone(&merchants));
+    let library = Library::new(
+        Arc::new(intents),
+        Some(config.content.intents_dir.clone()),
+        Some(config.storage.data_dir.join("index")),
+        Arc::clone(&merchants),
+    );
     let clock = Clock::system();
     if config.content.knowledge_dir.exists() {
         library.import_directory(&config.content.knowledge_dir, clock.now()).await?;

@@ -59,6 +59,8 @@ pub enum PublishError {
 pub struct Library {
     shelves: RwLock<HashMap<StoreId, Shelf>>,
     intents: Arc<IntentSet>,
+    /// Where store overrides of the intents live (`<dir>/stores/<store>/`).
+    intents_dir: Option<PathBuf>,
     analyzer: Analyzer,
     index_root: Option<PathBuf>,
     merchants: Arc<dyn Merchants>,
@@ -82,11 +84,18 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 impl Library {
-    /// An empty library; [`Library::sync`] fills it.
-    pub fn new(intents: Arc<IntentSet>, index_root: Option<PathBuf>, merchants: Arc<dyn Merchants>) -> Self {
+    /// An empty library; [`Library::sync`] fills it. `intents` are the deployment's, loaded from
+    /// `intents_dir`, whose `stores/<store>/` sub-directories hold each store's overrides.
+    pub fn new(
+        intents: Arc<IntentSet>,
+        intents_dir: Option<PathBuf>,
+        index_root: Option<PathBuf>,
+        merchants: Arc<dyn Merchants>,
+    ) -> Self {
         Self {
             shelves: RwLock::default(),
             intents,
+            intents_dir,
             analyzer: Analyzer::new(),
             index_root,
             merchants,
@@ -272,11 +281,18 @@ impl Library {
     async fn build(&self, store: &StoreId, pack: Pack) -> Result<Arc<KnowledgeBase>, PublishError> {
         let (store, intents, analyzer, root) =
             (store.clone(), Arc::clone(&self.intents), self.analyzer.clone(), self.index_root.clone());
+        let intents_dir = self.intents_dir.clone();
         let built = tokio::task::spawn_blocking(move || {
-            KnowledgeBase::build(store, pack, intents, &analyzer, root.as_deref())
+            let own = match &intents_dir {
+                Some(dir) => IntentSet::load_for_store(dir, store.as_str())
+                    .map_err(|e| PublishError::Build(format!("the store's intents: {e}")))?,
+                None => None,
+            };
+            let intents = own.map(Arc::new).unwrap_or(intents);
+            Ok::<_, PublishError>(KnowledgeBase::build(store, pack, intents, &analyzer, root.as_deref()))
         })
         .await
-        .map_err(|e| PublishError::Build(e.to_string()))?;
+        .map_err(|e| PublishError::Build(e.to_string()))??;
         match built {
             Ok(knowledge) => Ok(Arc::new(knowledge)),
             Err(KnowledgeError::Pack(problems)) => Err(PublishError::Pack(problems)),

@@ -127,7 +127,11 @@ type ApiResult<T> = Result<T, ApiError>;
 /// A failure of mibot itself: logged, and reported without its details.
 fn internal(error: impl std::fmt::Display) -> ApiError {
     tracing::error!(%error, "merchant API: internal failure");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "mibot failed to handle this request; nothing was changed")
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "mibot failed to handle this request; nothing was changed",
+    )
 }
 
 /// The store the request's key opens, if it is `store`.
@@ -377,7 +381,11 @@ async fn query(
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
     let body: QueryBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the body must be {{\"text\": …, \"product\"?: …}}: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the body must be {{\"text\": …, \"product\"?: …}}: {e}"),
+        )
     })?;
     let knowledge = state.library.get(&store).ok_or_else(|| ApiError::unknown_store(store.as_str()))?;
     if body.text.trim().is_empty() {

@@ -90,30 +90,25 @@ pub enum IntentError {
 impl IntentSet {
     /// Loads every `*.toml` file in `dir`, in name order.
     pub fn load_dir(dir: &Path) -> Result<Self, IntentError> {
-        let io = |source| IntentError::Io { path: dir.display().to_string(), source };
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .map_err(io)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            let shown = path.display().to_string();
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| IntentError::Io { path: shown.clone(), source })?;
-            let file: IntentFile = toml::from_str(&text)
-                .map_err(|e| IntentError::Invalid { path: shown.clone(), message: e.to_string() })?;
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            if file.name != stem {
-                return Err(IntentError::Invalid {
-                    path: shown,
-                    message: format!("name {:?} must match the file name {stem:?}", file.name),
-                });
-            }
-            files.push((shown, file));
+        Self::from_files(read_dir_files(dir)?)
+    }
+
+    /// The deployment's intents in `dir` with a store's overrides from `dir/stores/<store>/`:
+    /// a file there replaces the intent of the same name, or adds a new one. Without such a
+    /// directory, the store gets the deployment's intents.
+    pub fn load_for_store(dir: &Path, store: &str) -> Result<Option<Self>, IntentError> {
+        let overrides = dir.join("stores").join(store);
+        if !overrides.is_dir() {
+            return Ok(None);
         }
-        Self::from_files(files)
+        let mut files = read_dir_files(dir)?;
+        for (path, file) in read_dir_files(&overrides)? {
+            match files.iter_mut().find(|(_, f)| f.name == file.name) {
+                Some(slot) => *slot = (path, file),
+                None => files.push((path, file)),
+            }
+        }
+        Self::from_files(files).map(Some)
     }
 
     /// Validates parsed files (`(where it came from, file)`) into a set.
@@ -173,6 +168,34 @@ impl IntentSet {
             .min_by_key(|&(intent, rule)| (self.intents[intent].action.precedence(), intent, rule))
             .map(|(intent, rule)| RuleMatch { intent, rule: self.intents[intent].rules[rule].clone() })
     }
+}
+
+/// Reads every `*.toml` intent file of `dir` (not its sub-directories), in name order.
+fn read_dir_files(dir: &Path) -> Result<Vec<(String, IntentFile)>, IntentError> {
+    let io = |source| IntentError::Io { path: dir.display().to_string(), source };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| IntentError::Io { path: shown.clone(), source })?;
+        let file: IntentFile = toml::from_str(&text)
+            .map_err(|e| IntentError::Invalid { path: shown.clone(), message: e.to_string() })?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        if file.name != stem {
+            return Err(IntentError::Invalid {
+                path: shown,
+                message: format!("name {:?} must match the file name {stem:?}", file.name),
+            });
+        }
+        files.push((shown, file));
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

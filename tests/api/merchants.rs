@@ -315,3 +315,33 @@ async fn the_openapi_document_describes_every_route() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_store_can_override_an_intent_and_have_its_own_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    let intents = dir.path().join("intents");
+    std::fs::create_dir_all(intents.join("stores/other")).unwrap();
+    for entry in std::fs::read_dir(repo().join("intents")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, intents.join(path.file_name().unwrap())).unwrap();
+    }
+    let greeting = std::fs::read_to_string(repo().join("intents/greeting.toml")).unwrap();
+    let greeting =
+        greeting.replace("您好！我是星河优选的智能客服，有什么可以帮您？", "欢迎光临小店，请问想了解什么？");
+    std::fs::write(intents.join("stores/other/greeting.toml"), greeting).unwrap();
+    config.content.intents_dir = intents;
+    // `other` answers only when it is all but certain.
+    let mut strict = config.triage.clone();
+    strict.answer_threshold = 0.999;
+    strict.clarify_threshold = 0.99;
+    config.stores.insert("other".into(), mibot::config::StoreSettings { triage: Some(strict) });
+    let app = spawn_with(config).await;
+
+    assert!(text(&app.ask_once("other", "你好").await).contains("欢迎光临小店"));
+    assert!(text(&app.ask_once("shop", "你好").await).contains("星河优选"));
+    // With the default thresholds `other` answers this (see a_key_opens_only_its_own_store).
+    let other = app.ask_once("other", "退货运费谁出").await;
+    assert_ne!(other["kind"], "answer", "the strict store asks back instead: {other}");
+    app.stop().await;
+}
