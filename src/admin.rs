@@ -17,7 +17,7 @@ use crate::knowledge::Pack;
 use crate::knowledge::formats::{self, Format, Imported};
 use crate::library::Library;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Merchants, PackVersion, Store};
+use crate::store::{AgentAccount, Agents, Merchants, PackVersion, Store};
 
 async fn open(config: &Config) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(&config.storage.data_dir)
@@ -83,6 +83,33 @@ pub async fn revoke_keys(config: &Config, name: &str) -> anyhow::Result<u64> {
     let revoked = db.revoke_keys(&store, Millis::now()).await?;
     db.close().await;
     Ok(revoked)
+}
+
+/// Adds an agent to a store; returns their sign-in token, which is never shown again.
+pub async fn add_agent(
+    config: &Config,
+    store: &str,
+    name: &str,
+    groups: &[String],
+    max_chats: Option<u32>,
+) -> anyhow::Result<ApiKey> {
+    anyhow::ensure!(
+        !name.trim().is_empty() && name.len() <= 64,
+        "an agent's name must be 1 to 64 characters"
+    );
+    let db = open(config).await?;
+    let store = existing(&db, store).await?;
+    let account = AgentAccount {
+        store: store.clone(),
+        name: name.trim().to_owned(),
+        groups: groups.iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect(),
+        max_chats: max_chats.unwrap_or(config.agents.default_max_chats).max(1),
+    };
+    let token = ApiKey::with_prefix("at_");
+    let added = db.add_agent(&account, &token.digest(), Millis::now()).await?;
+    db.close().await;
+    anyhow::ensure!(added, "store {} already has an agent named {name:?}", store.as_str());
+    Ok(token)
 }
 
 fn progress(steps: u64, quiet: bool) -> ProgressBar {

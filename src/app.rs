@@ -12,12 +12,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ContentConfig};
 use crate::domain::{Clock, StoreId};
+use crate::escalation::Desk;
 pub use crate::gateway::AppState;
 use crate::intents::IntentSet;
 use crate::knowledge::KnowledgeBase;
 use crate::library::Library;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Merchants, Store};
+use crate::store::{Agents, Merchants, Store};
 use crate::text::Analyzer;
 
 /// Opens the database, imports the knowledge directory's packs, and builds every store's active
@@ -50,11 +51,17 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         "no stores: put packs under {} or create one with `mibot store create`",
         config.content.knowledge_dir.display()
     );
+    let config = Arc::new(config);
+    let library = Arc::new(library);
+    let desk = Desk::open(store.clone() as Arc<dyn Agents>, Arc::clone(&library), Arc::clone(&config))
+        .await
+        .context("loading the queue")?;
     Ok(AppState {
-        config: Arc::new(config),
+        config,
         store: store as Arc<dyn Store>,
         merchants,
-        library: Arc::new(library),
+        library,
+        desk: Arc::new(desk),
         clock,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
@@ -78,6 +85,19 @@ pub async fn run(
     let token = state.shutdown.clone();
     let connections = state.connections.clone();
     let store = Arc::clone(&state.store);
+    {
+        let (desk, clock, token) = (Arc::clone(&state.desk), state.clock.clone(), token.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    _ = every.tick() => desk.sweep(clock.now()).await,
+                }
+            }
+        });
+    }
     let reload = state.config.content.reload_seconds;
     if reload > 0 {
         let (library, token) = (Arc::clone(&state.library), token.clone());

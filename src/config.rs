@@ -28,6 +28,8 @@ pub struct Config {
     pub triage: TriageConfig,
     /// The merchant API.
     pub merchant: MerchantConfig,
+    /// Human agents and the escalation queue.
+    pub agents: AgentsConfig,
     /// Per-store settings, by store name: `[stores.demo.triage]`.
     pub stores: BTreeMap<String, StoreSettings>,
 }
@@ -46,6 +48,26 @@ pub struct StoreSettings {
 pub struct MerchantConfig {
     /// Largest pack upload accepted, in bytes.
     pub max_pack_bytes: usize,
+}
+
+/// Human agents and the queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// An assigned chat the agent has not answered within this many seconds goes back to the
+    /// front of the queue, for someone else.
+    pub answer_timeout_seconds: u64,
+    /// How long an agent spends on a chat, on average, in seconds: the shopper's estimated wait
+    /// is their place in the queue times this, shared among the agents online.
+    pub seconds_per_chat: u64,
+    /// Chats an agent takes at once, unless `mibot agent add --max-chats` says otherwise.
+    pub default_max_chats: u32,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self { answer_timeout_seconds: 60, seconds_per_chat: 180, default_max_chats: 3 }
+    }
 }
 
 impl Default for MerchantConfig {

@@ -142,6 +142,21 @@ pub enum HandoffReason {
     RepeatedFallback,
     /// The bot answered from a FAQ entry that asks for a person to follow up.
     NotifyFlag,
+    /// An agent passed the chat on to another agent or group.
+    AgentTransfer,
+}
+
+impl HandoffReason {
+    /// How urgent a chat handed over for this reason is: the queue serves higher first.
+    pub fn priority(self) -> i64 {
+        match self {
+            HandoffReason::Complaint => 40,
+            HandoffReason::AgentTransfer => 30,
+            HandoffReason::AskedForHuman => 20,
+            HandoffReason::RepeatedFallback => 15,
+            HandoffReason::NotifyFlag => 10,
+        }
+    }
 }
 
 macro_rules! str_enum {
@@ -172,6 +187,7 @@ str_enum!(HandoffReason {
     Complaint => "complaint",
     RepeatedFallback => "repeated_fallback",
     NotifyFlag => "notify_flag",
+    AgentTransfer => "agent_transfer",
 });
 
 /// The two languages mibot speaks.
@@ -251,10 +267,15 @@ impl LocalizedText {
 pub struct ApiKey(pub String);
 
 impl ApiKey {
-    /// A new random key: `mk_` and 64 hex digits (244 random bits).
+    /// A new random merchant key: `mk_` and 64 hex digits (244 random bits).
     pub fn generate() -> Self {
+        Self::with_prefix("mk_")
+    }
+
+    /// A new random secret with `prefix` (`at_` for agent tokens).
+    pub fn with_prefix(prefix: &str) -> Self {
         let (a, b) = (uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        Self(format!("mk_{a}{b}"))
+        Self(format!("{prefix}{a}{b}"))
     }
 
     /// The digest stored and looked up in place of the key.

@@ -5,7 +5,7 @@
 //! [`gateway`] (WebSocket, parsing into [`protocol`] and [`domain`] types) →
 //! [`session`] (conversation state, acknowledgement, storage) →
 //! [`triage`] (the pure decision, using [`intents`] and [`knowledge`]) →
-//! escalation to a person (the conversation's status; the human side comes later),
+//! [`escalation`] to a person (the queue, and the agents who take chats from it),
 //! with [`store`] underneath. [`text`] is the shared analysis of Chinese and English;
 //! [`app`] builds everything from [`config`] and runs it; [`eval`] measures understanding on
 //! labelled data through the same triage, and [`bench`] measures throughput and latency under load.
@@ -15,6 +15,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod domain;
+pub mod escalation;
 pub mod eval;
 pub mod gateway;
 pub mod intents;

@@ -81,6 +81,9 @@ enum Command {
     /// Validate, import and export knowledge packs.
     #[command(subcommand)]
     Pack(PackCommand),
+    /// Manage human agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Show what the bot would answer to a question, with the decision's trace.
     Ask {
         /// The store to ask.
@@ -116,6 +119,24 @@ enum KeyCommand {
     Revoke {
         /// The store.
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Add an agent to a store and print their sign-in token (shown only this once).
+    Add {
+        /// The store.
+        #[arg(long)]
+        store: String,
+        /// The agent's name, as shoppers and colleagues see it.
+        name: String,
+        /// A skill group the agent belongs to (repeat for several), e.g. pre-sales.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Most chats at once (default: agents.default_max_chats).
+        #[arg(long)]
+        max_chats: Option<u32>,
     },
 }
 
@@ -232,6 +253,12 @@ async fn main() -> anyhow::Result<()> {
                     println!("revoked {revoked} key(s) of {name}");
                 }
             }
+            Ok(())
+        }
+        Command::Agent(AgentCommand::Add { store, name, groups, max_chats }) => {
+            let token = mibot::admin::add_agent(&config, &store, &name, &groups, max_chats).await?;
+            println!("added agent {name} to {store}");
+            println!("sign-in token (shown only now; give it to the agent):\n{}", token.0);
             Ok(())
         }
         Command::Pack(command) => {

@@ -31,6 +31,14 @@ pub enum ClientEvent {
         /// What the shopper wrote.
         text: String,
     },
+    /// The shopper's rating of a conversation an agent closed.
+    Rate {
+        /// 1 (bad) to 5 (excellent).
+        score: u8,
+        /// What the shopper wants to add.
+        #[serde(default)]
+        comment: Option<String>,
+    },
 }
 
 /// One earlier message, sent in `welcome` when a conversation is resumed.
@@ -120,6 +128,42 @@ pub enum ServerEvent {
         /// Why it was handed over, when it was.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<HandoffReason>,
+        /// The agent who took the chat (`with_agent`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
+    /// Where the shopper stands in the queue for a person; sent whenever it changes.
+    Queue {
+        /// 1 = next.
+        position: usize,
+        /// A rough estimate of the wait, in seconds; absent when no agent is online.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        estimated_wait_seconds: Option<u64>,
+        /// Agents online now.
+        agents_online: usize,
+        /// What to tell the shopper.
+        text: String,
+    },
+    /// A person's message to the shopper.
+    AgentMessage {
+        /// The stored message's id.
+        message_id: MessageId,
+        /// The agent's name.
+        agent: String,
+        /// The text.
+        text: String,
+        /// When, in milliseconds since the Unix epoch.
+        at: i64,
+    },
+    /// The agent closed the conversation: the shopper may rate it with a `rate` frame.
+    RateRequest {
+        /// What to ask.
+        text: String,
+    },
+    /// The rating is stored.
+    Rated {
+        /// The score given.
+        score: u8,
     },
     /// Something was wrong with the last frame, or with the server.
     Error {
@@ -158,6 +202,8 @@ pub enum ErrorCode {
     ConversationClosed,
     /// mibot could not store the message; nothing was acknowledged, so resend it.
     Unavailable,
+    /// A rating outside 1–5, for a conversation that is not closed, or rated twice.
+    InvalidRating,
 }
 
 /// A frame that could not be accepted, with the error to send back.
@@ -191,10 +237,10 @@ pub fn parse_client_event(frame: &str) -> Result<ClientEvent, ProtocolError> {
     let kind = value.get("type").and_then(serde_json::Value::as_str).map(str::to_owned).ok_or_else(|| {
         ProtocolError::new(ErrorCode::UnknownType, "every frame needs a string field \"type\"")
     })?;
-    if !matches!(kind.as_str(), "hello" | "message") {
+    if !matches!(kind.as_str(), "hello" | "message" | "rate") {
         return Err(ProtocolError::new(
             ErrorCode::UnknownType,
-            format!("unknown frame type {kind:?}; expected \"hello\" or \"message\""),
+            format!("unknown frame type {kind:?}; expected \"hello\", \"message\" or \"rate\""),
         ));
     }
     serde_json::from_value(value).map_err(|e| {

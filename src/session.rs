@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::domain::{ChatStatus, ClientMessageId, Clock, HandoffReason, ResumeToken, StoreId};
+use crate::escalation::Desk;
 use crate::knowledge::KnowledgeBase;
 use crate::library::Library;
 use crate::protocol::{ClientEvent, ErrorCode, HistoryItem, ProtocolError, ReplyKind, ServerEvent};
@@ -39,6 +40,7 @@ pub enum SessionError {
 pub struct Session {
     store_id: StoreId,
     library: Arc<Library>,
+    desk: Arc<Desk>,
     store: Arc<dyn Store>,
     config: Arc<Config>,
     clock: Clock,
@@ -51,12 +53,20 @@ impl Session {
     pub fn new(
         store_id: StoreId,
         library: Arc<Library>,
+        desk: Arc<Desk>,
         store: Arc<dyn Store>,
         config: Arc<Config>,
         clock: Clock,
         out: mpsc::Sender<ServerEvent>,
     ) -> Self {
-        Self { store_id, library, store, config, clock, conversation: None, out }
+        Self { store_id, library, desk, store, config, clock, conversation: None, out }
+    }
+
+    /// The connection has ended: the desk stops sending to it.
+    pub async fn finish(&self) {
+        if let Some(conversation) = &self.conversation {
+            self.desk.shopper_left(&self.store_id, conversation.id).await;
+        }
     }
 
     /// The store's knowledge as of now: a new pack version applies from the next message on.
@@ -75,7 +85,26 @@ impl Session {
         match event {
             ClientEvent::Hello { resume_token, product } => self.hello(resume_token, product).await,
             ClientEvent::Message { id, text } => self.message(id, text).await,
+            ClientEvent::Rate { score, comment } => self.rate(score, comment).await,
         }
+    }
+
+    async fn rate(&mut self, score: u8, comment: Option<String>) -> Result<(), SessionError> {
+        let Some(conversation) = &self.conversation else {
+            return Err(ProtocolError::new(ErrorCode::HelloRequired, "send a hello frame first").into());
+        };
+        if !(1..=5).contains(&score) {
+            return Err(ProtocolError::new(ErrorCode::InvalidRating, "the score must be 1 to 5").into());
+        }
+        let comment = comment.as_deref().map(str::trim).filter(|c| !c.is_empty());
+        if !self.desk.rate(conversation.id, score, comment).await? {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidRating,
+                "only a conversation an agent has closed can be rated, once",
+            )
+            .into());
+        }
+        self.send(ServerEvent::Rated { score }).await
     }
 
     async fn send(&self, event: ServerEvent) -> Result<(), SessionError> {
@@ -140,8 +169,11 @@ impl Session {
                 .collect(),
         };
         tracing::info!(store = %self.store_id, conversation = %conversation.id, resumed, "conversation open");
+        let id = conversation.id;
         self.conversation = Some(conversation);
-        self.send(welcome).await
+        self.send(welcome).await?;
+        self.desk.shopper_joined(&self.store_id, id, self.out.clone()).await;
+        Ok(())
     }
 
     async fn message(&mut self, id: ClientMessageId, text: String) -> Result<(), SessionError> {
@@ -180,7 +212,16 @@ impl Session {
             duplicate: appended.duplicate,
         })
         .await?;
-        if appended.duplicate || appended.status != ChatStatus::Bot {
+        if appended.duplicate {
+            return Ok(());
+        }
+        if matches!(appended.status, ChatStatus::WaitingForAgent | ChatStatus::WithAgent) {
+            self.desk
+                .shopper_wrote(&self.store_id, conversation.id, appended.id, text, self.clock.now())
+                .await;
+            return Ok(());
+        }
+        if appended.status != ChatStatus::Bot {
             return Ok(());
         }
 
@@ -229,7 +270,8 @@ impl Session {
         .await?;
         if let Some(reason) = handoff {
             tracing::info!(store = %self.store_id, conversation = %conversation.id, reason = reason.as_str(), "handed over");
-            self.send(ServerEvent::Status { status, reason: Some(reason) }).await?;
+            self.send(ServerEvent::Status { status, reason: Some(reason), agent: None }).await?;
+            self.desk.enqueue(&self.store_id, conversation.id, reason, text, self.clock.now()).await?;
         }
         Ok(())
     }

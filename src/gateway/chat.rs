@@ -61,6 +61,7 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
     let mut session = Session::new(
         store_id,
         Arc::clone(&state.library),
+        Arc::clone(&state.desk),
         Arc::clone(&state.store),
         Arc::clone(&state.config),
         state.clock.clone(),
@@ -115,6 +116,8 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
     if let Some(frame) = close_with {
         let _ = close.send(frame);
     }
+    // The desk holds a sender for this connection; the writer ends once every sender is gone.
+    session.finish().await;
     drop((session, out));
     let _ = writer.await;
 }

@@ -1,10 +1,12 @@
 //! The gateway: HTTP routes and the shopper WebSocket, where input is parsed into domain types.
 //!
 //! `GET /ws/chat?store=STORE` upgrades to the chat protocol ([`crate::protocol`]);
+//! `GET /ws/agent` to the agents' protocol ([`crate::escalation::wire`]);
 //! `/api/v1/…` is the merchant API ([`merchant`], described by `/api/v1/openapi.json`);
 //! `GET /healthz` answers when the server is up. Errors become `error` frames or JSON error
 //! bodies here, and only here; shoppers and merchants never see internals.
 
+mod agent;
 mod chat;
 mod merchant;
 
@@ -17,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::domain::Clock;
+use crate::escalation::Desk;
 use crate::library::Library;
 use crate::store::{Merchants, Store};
 
@@ -31,6 +34,8 @@ pub struct AppState {
     pub merchants: Arc<dyn Merchants>,
     /// Each served store's live knowledge.
     pub library: Arc<Library>,
+    /// The queue of chats for people, and the agents online.
+    pub desk: Arc<Desk>,
     /// Where "now" comes from (validity windows, timestamps).
     pub clock: Clock,
     /// Cancelled when the server shuts down.
@@ -43,6 +48,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws/chat", get(chat::upgrade))
+        .route("/ws/agent", get(agent::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .merge(merchant::routes(&state))
         .with_state(state)

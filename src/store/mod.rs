@@ -238,3 +238,117 @@ pub trait Merchants: Send + Sync + std::fmt::Debug + 'static {
     /// Every store's active version.
     async fn active_versions(&self) -> Result<Vec<(StoreId, u32)>, StoreError>;
 }
+
+/// A human agent's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentAccount {
+    /// The store the agent works for.
+    pub store: StoreId,
+    /// The agent's name, unique in the store.
+    pub name: String,
+    /// Skill groups (e.g. `pre-sales`); chats for a group go only to its members.
+    pub groups: Vec<String>,
+    /// Most chats the agent handles at once.
+    pub max_chats: u32,
+}
+
+/// A conversation that is with the humans: queued or assigned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenChat {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Its store.
+    pub store: StoreId,
+    /// Why it was handed over.
+    pub reason: Option<HandoffReason>,
+    /// Higher is served first.
+    pub priority: i64,
+    /// Only agents of this group may take it.
+    pub group: Option<String>,
+    /// When it entered the queue.
+    pub queued_at: Millis,
+    /// Who owns it, if assigned.
+    pub agent: Option<String>,
+    /// When it was assigned.
+    pub assigned_at: Option<Millis>,
+}
+
+/// A message of a conversation, for an agent's transcript.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TranscriptItem {
+    /// Its id.
+    pub id: MessageId,
+    /// Who wrote it.
+    pub role: Role,
+    /// The agent who wrote it (agent messages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// What was written.
+    pub text: String,
+    /// When.
+    pub at: Millis,
+    /// The bot's decision trace (bot messages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<serde_json::Value>,
+}
+
+/// Agents and the escalation queue.
+#[async_trait]
+pub trait Agents: Send + Sync + std::fmt::Debug + 'static {
+    /// Adds an agent (by the digest of their token); false if the name is taken in the store.
+    async fn add_agent(
+        &self,
+        agent: &AgentAccount,
+        token_digest: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// The agent whose token has this digest.
+    async fn agent_by_token(&self, token_digest: &str) -> Result<Option<AgentAccount>, StoreError>;
+
+    /// Every conversation waiting for or with an agent, in every store.
+    async fn open_chats(&self) -> Result<Vec<OpenChat>, StoreError>;
+
+    /// Puts a conversation in the queue (again): waiting, no agent, with this priority and group.
+    async fn enqueue(
+        &self,
+        conversation: ConversationId,
+        reason: HandoffReason,
+        priority: i64,
+        group: Option<&str>,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Gives a waiting conversation to `agent`; false if it was not waiting (someone else won).
+    async fn assign(&self, conversation: ConversationId, agent: &str, at: Millis)
+    -> Result<bool, StoreError>;
+
+    /// Ends the humans' part: `Closed`, or `Bot` (handed back; the fallback count restarts).
+    async fn release(
+        &self,
+        conversation: ConversationId,
+        status: ChatStatus,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Stores an agent's message.
+    async fn append_agent_message(
+        &self,
+        conversation: ConversationId,
+        agent: &str,
+        text: &str,
+        at: Millis,
+    ) -> Result<MessageId, StoreError>;
+
+    /// Stores the shopper's rating of a closed conversation; false if it was already rated or is
+    /// not closed.
+    async fn rate(
+        &self,
+        conversation: ConversationId,
+        score: u8,
+        comment: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// The whole conversation, oldest first.
+    async fn transcript(&self, conversation: ConversationId) -> Result<Vec<TranscriptItem>, StoreError>;
+}

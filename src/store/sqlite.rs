@@ -21,7 +21,8 @@ use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Appended, BotTurn, Conversation, Merchants, NewPackVersion, PackVersion, Store, StoreError, StoredMessage,
+    AgentAccount, Agents, Appended, BotTurn, Conversation, Merchants, NewPackVersion, OpenChat, PackVersion,
+    Store, StoreError, StoredMessage, TranscriptItem,
 };
 use crate::domain::{
     ChatStatus, ClientMessageId, ConversationId, HandoffReason, MessageId, Millis, ResumeToken, Role, StoreId,
@@ -62,6 +63,7 @@ fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "conversations", include_str!("../../migrations/sqlite/0001_conversations.sql")),
         migration(2, "merchants", include_str!("../../migrations/sqlite/0002_merchants.sql")),
+        migration(3, "agents", include_str!("../../migrations/sqlite/0003_agents.sql")),
     ])
 }
 
@@ -613,6 +615,207 @@ impl Merchants for SqliteStore {
             .map(|(store, version)| {
                 let store = StoreId::parse(&store).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok((store, u32::try_from(version).unwrap_or(0)))
+            })
+            .collect()
+    }
+}
+
+fn agent_from(row: &SqliteRow) -> Result<AgentAccount, StoreError> {
+    let store: String = row.try_get("store")?;
+    let groups: String = row.try_get("groups")?;
+    Ok(AgentAccount {
+        store: StoreId::parse(&store).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        name: row.try_get("name")?,
+        groups: groups.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect(),
+        max_chats: u32::try_from(row.try_get::<i64, _>("max_chats")?).unwrap_or(0),
+    })
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} {value:?}"))
+}
+
+/// Agent writes take the write lock directly, like merchant writes: a claim must know at once
+/// whether it won.
+#[async_trait]
+impl Agents for SqliteStore {
+    async fn add_agent(
+        &self,
+        agent: &AgentAccount,
+        token_digest: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO agents (store, name, token_hash, groups, max_chats, created_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (store, name) DO NOTHING",
+        )
+        .bind(agent.store.as_str())
+        .bind(&agent.name)
+        .bind(token_digest)
+        .bind(agent.groups.join(","))
+        .bind(i64::from(agent.max_chats))
+        .bind(at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn agent_by_token(&self, token_digest: &str) -> Result<Option<AgentAccount>, StoreError> {
+        let row = sqlx::query("SELECT store, name, groups, max_chats FROM agents WHERE token_hash = ?")
+            .bind(token_digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(agent_from).transpose()
+    }
+
+    async fn open_chats(&self) -> Result<Vec<OpenChat>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, store, handoff_reason, priority, skill_group, COALESCE(queued_at, updated_at) AS queued_at,
+                    agent, assigned_at
+             FROM conversations WHERE status IN ('waiting_for_agent', 'with_agent')
+             ORDER BY priority DESC, queued_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let store: String = row.try_get("store")?;
+                let reason: Option<String> = row.try_get("handoff_reason")?;
+                Ok(OpenChat {
+                    conversation: ConversationId(uuid::Uuid::parse_str(&id).map_err(|_| corrupt("id", &id))?),
+                    store: StoreId::parse(&store).map_err(|_| corrupt("store", &store))?,
+                    reason: reason
+                        .as_deref()
+                        .map(|r| HandoffReason::parse(r).ok_or_else(|| corrupt("reason", r)))
+                        .transpose()?,
+                    priority: row.try_get("priority")?,
+                    group: row.try_get("skill_group")?,
+                    queued_at: Millis(row.try_get("queued_at")?),
+                    agent: row.try_get("agent")?,
+                    assigned_at: row.try_get::<Option<i64>, _>("assigned_at")?.map(Millis),
+                })
+            })
+            .collect()
+    }
+
+    async fn enqueue(
+        &self,
+        conversation: ConversationId,
+        reason: HandoffReason,
+        priority: i64,
+        group: Option<&str>,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE conversations SET status = 'waiting_for_agent', handoff_reason = ?, priority = ?, skill_group = ?,
+                    queued_at = ?, agent = NULL, assigned_at = NULL, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(reason.as_str())
+        .bind(priority)
+        .bind(group)
+        .bind(at.0)
+        .bind(at.0)
+        .bind(conversation.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn assign(
+        &self,
+        conversation: ConversationId,
+        agent: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE conversations SET status = 'with_agent', agent = ?, assigned_at = ?, updated_at = ?
+             WHERE id = ? AND status = 'waiting_for_agent'",
+        )
+        .bind(agent)
+        .bind(at.0)
+        .bind(at.0)
+        .bind(conversation.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release(
+        &self,
+        conversation: ConversationId,
+        status: ChatStatus,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE conversations SET status = ?, consecutive_fallbacks = 0, updated_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(at.0)
+        .bind(conversation.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn append_agent_message(
+        &self,
+        conversation: ConversationId,
+        agent: &str,
+        text: &str,
+        at: Millis,
+    ) -> Result<MessageId, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (conversation_id, role, text, author, created_at) VALUES (?, 'agent', ?, ?, ?)
+             RETURNING id",
+        )
+        .bind(conversation.to_string())
+        .bind(text)
+        .bind(agent)
+        .bind(at.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(MessageId(id))
+    }
+
+    async fn rate(
+        &self,
+        conversation: ConversationId,
+        score: u8,
+        comment: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE conversations SET rating = ?, rating_comment = ?
+             WHERE id = ? AND status = 'closed' AND rating IS NULL",
+        )
+        .bind(i64::from(score))
+        .bind(comment)
+        .bind(conversation.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn transcript(&self, conversation: ConversationId) -> Result<Vec<TranscriptItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, role, author, text, created_at, trace FROM messages WHERE conversation_id = ? ORDER BY id",
+        )
+        .bind(conversation.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let role: String = row.try_get("role")?;
+                let trace: Option<String> = row.try_get("trace")?;
+                Ok(TranscriptItem {
+                    id: MessageId(row.try_get("id")?),
+                    role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+                    author: row.try_get("author")?,
+                    text: row.try_get("text")?,
+                    at: Millis(row.try_get("created_at")?),
+                    trace: trace.and_then(|t| serde_json::from_str(&t).ok()),
+                })
             })
             .collect()
     }

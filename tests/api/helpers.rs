@@ -156,7 +156,11 @@ impl Client {
     /// Sends a message and returns its `ack`.
     pub(crate) async fn message(&mut self, id: &str, text: &str) -> Value {
         self.send(json!({"type": "message", "id": id, "text": text})).await;
-        let ack = self.recv().await;
+        // Queue updates are notices that may arrive at any time while a chat waits for a person.
+        let mut ack = self.recv().await;
+        while ack["type"] == "queue" {
+            ack = self.recv().await;
+        }
         assert_eq!(ack["type"], "ack", "{ack}");
         assert_eq!(ack["id"], id, "{ack}");
         ack
@@ -214,5 +218,84 @@ impl Merchant {
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);
         response.text().await.unwrap()
+    }
+}
+
+impl Client {
+    /// The next frame of type `kind`, skipping others (queue updates, statuses…).
+    pub(crate) async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// The next `status` frame whose status is `status`.
+    pub(crate) async fn recv_status(&mut self, status: &str) -> Value {
+        loop {
+            let frame = self.recv_type("status").await;
+            if frame["status"] == status {
+                return frame;
+            }
+        }
+    }
+}
+
+/// An agent's WebSocket client.
+pub(crate) struct AgentClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl AgentClient {
+    /// Connects and signs in; returns the client and the `welcome`.
+    pub(crate) async fn login(addr: SocketAddr, token: &str, auto_assign: bool) -> (AgentClient, Value) {
+        let (ws, _) = connect_async(format!("ws://{addr}/ws/agent")).await.expect("websocket connects");
+        let mut agent = AgentClient { ws };
+        agent.send(json!({"type": "login", "token": token, "auto_assign": auto_assign})).await;
+        let welcome = agent.recv().await;
+        (agent, welcome)
+    }
+
+    pub(crate) async fn send(&mut self, value: Value) {
+        self.ws.send(Message::text(value.to_string())).await.unwrap();
+    }
+
+    pub(crate) async fn recv(&mut self) -> Value {
+        loop {
+            let next =
+                tokio::time::timeout(FRAME_WAIT, self.ws.next()).await.expect("a frame arrives in time");
+            match next.expect("the connection is open").expect("the frame is readable") {
+                Message::Text(text) => return serde_json::from_str(&text).expect("agent frames are JSON"),
+                Message::Close(_) => panic!("the agent connection closed"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of type `kind`, skipping queue snapshots and others.
+    pub(crate) async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// The next queue snapshot with `n` waiting chats.
+    pub(crate) async fn queue_of(&mut self, n: usize) -> Value {
+        loop {
+            let frame = self.recv_type("queue").await;
+            if frame["waiting"].as_array().map(Vec::len) == Some(n) {
+                return frame;
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub(crate) async fn disconnect(mut self) {
+        let _ = self.ws.close(None).await;
     }
 }

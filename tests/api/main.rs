@@ -1,5 +1,6 @@
 //! End-to-end tests: the real server on port 0, real SQLite, real WebSockets.
 
+mod agents;
 mod bad_input;
 mod bench;
 mod chat;

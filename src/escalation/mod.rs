@@ -1,0 +1,709 @@
+//! Escalation: the queue of chats handed to people, and the agents who take them.
+//!
+//! The [`Desk`] holds, per store, the agents online, the open chats (waiting or assigned) and the
+//! shoppers' connections, behind one lock, so that a claim, an assignment and a timeout are
+//! decided one at a time. Every change is written to the database first (the queue and
+//! assignments survive a restart; the database also settles a claim: only a conversation still
+//! waiting can be assigned), then announced: to the agent (`assigned`, `unassigned`, the queue),
+//! and to the shopper (`status`, `queue` position and estimated wait, `agent_message`).
+//!
+//! Assignment goes to the least-loaded online agent of the chat's skill group who is under their
+//! capacity and takes chats automatically; an agent who let the chat time out is passed over
+//! while anyone else can take it. Chats are served by priority (the handoff reason's, with
+//! timed-out and orphaned chats at the front), then by how long they have waited.
+
+mod wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc};
+
+pub use wire::{AgentCommand, AgentEvent, QueueItem, Suggestion};
+
+use crate::config::Config;
+use crate::domain::{ChatStatus, ConversationId, HandoffReason, Lang, MessageId, Millis, Role, StoreId};
+use crate::knowledge::EntryRef;
+use crate::library::Library;
+use crate::protocol::ServerEvent;
+use crate::store::{AgentAccount, Agents, OpenChat, StoreError};
+
+/// Priority of a chat that goes back to the queue through no fault of the shopper's (its agent
+/// timed out or went offline): ahead of every new one.
+const FRONT: i64 = 1000;
+
+/// Why an agent's request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    /// No open chat with that id in the agent's store.
+    #[error("no open chat with that id in your store")]
+    NotFound,
+    /// The chat is someone else's (or nobody's).
+    #[error("this chat is not assigned to you")]
+    NotYours,
+    /// Another agent was faster.
+    #[error("another agent has already taken this chat")]
+    AlreadyTaken,
+    /// The agent is at their capacity.
+    #[error("you are at your limit of chats at once; close one first")]
+    AtCapacity,
+    /// The transfer target is not online or has no room.
+    #[error("{0}")]
+    CannotTransfer(String),
+    /// The database failed; nothing changed.
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl DeskError {
+    /// The stable code sent to the agent.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeskError::NotFound => "not_found",
+            DeskError::NotYours => "not_yours",
+            DeskError::AlreadyTaken => "already_taken",
+            DeskError::AtCapacity => "at_capacity",
+            DeskError::CannotTransfer(_) => "cannot_transfer",
+            DeskError::Store(_) => "unavailable",
+        }
+    }
+}
+
+/// An agent's connection.
+#[derive(Debug)]
+struct Online {
+    conn: u64,
+    groups: Vec<String>,
+    max_chats: u32,
+    auto_assign: bool,
+    events: mpsc::UnboundedSender<AgentEvent>,
+}
+
+/// A chat with the humans.
+#[derive(Debug, Clone)]
+struct Chat {
+    reason: Option<HandoffReason>,
+    priority: i64,
+    group: Option<String>,
+    queued_at: Millis,
+    agent: Option<String>,
+    assigned_at: Option<Millis>,
+    /// The assigned agent has replied since being assigned.
+    answered: bool,
+    /// Agents who let it time out: others are preferred.
+    passed_over: Vec<String>,
+    /// The shopper's latest message, for the queue view and suggestions.
+    last_text: Option<String>,
+}
+
+impl Chat {
+    fn from_open(open: OpenChat) -> Self {
+        Self {
+            reason: open.reason,
+            priority: open.priority,
+            group: open.group,
+            queued_at: open.queued_at,
+            agent: open.agent,
+            assigned_at: open.assigned_at,
+            answered: false,
+            passed_over: Vec::new(),
+            last_text: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct StoreDesk {
+    agents: BTreeMap<String, Online>,
+    chats: HashMap<ConversationId, Chat>,
+    shoppers: HashMap<ConversationId, mpsc::Sender<ServerEvent>>,
+}
+
+impl StoreDesk {
+    fn load(&self, agent: &str) -> usize {
+        self.chats.values().filter(|c| c.agent.as_deref() == Some(agent)).count()
+    }
+
+    /// Waiting chats, first served first.
+    fn waiting(&self) -> Vec<(ConversationId, &Chat)> {
+        let mut waiting: Vec<_> =
+            self.chats.iter().filter(|(_, c)| c.agent.is_none()).map(|(id, c)| (*id, c)).collect();
+        waiting.sort_by(|a, b| b.1.priority.cmp(&a.1.priority).then(a.1.queued_at.cmp(&b.1.queued_at)));
+        waiting
+    }
+
+    fn to_agent(&self, agent: &str, event: AgentEvent) {
+        if let Some(online) = self.agents.get(agent) {
+            let _ = online.events.send(event);
+        }
+    }
+
+    fn to_shopper(&self, conversation: ConversationId, event: ServerEvent) {
+        if let Some(shopper) = self.shoppers.get(&conversation) {
+            // A shopper whose connection is backed up misses a notice, not a message: every
+            // message is stored and comes back with the history.
+            let _ = shopper.try_send(event);
+        }
+    }
+}
+
+/// The queue and the agents, for every store.
+pub struct Desk {
+    state: Mutex<HashMap<StoreId, StoreDesk>>,
+    agents: Arc<dyn Agents>,
+    library: Arc<Library>,
+    config: Arc<Config>,
+    next_conn: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Desk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Desk").finish_non_exhaustive()
+    }
+}
+
+impl Desk {
+    /// The desk, with the open chats the database holds.
+    pub async fn open(
+        agents: Arc<dyn Agents>,
+        library: Arc<Library>,
+        config: Arc<Config>,
+    ) -> Result<Self, StoreError> {
+        let mut stores: HashMap<StoreId, StoreDesk> = HashMap::new();
+        for open in agents.open_chats().await? {
+            stores
+                .entry(open.store.clone())
+                .or_default()
+                .chats
+                .insert(open.conversation, Chat::from_open(open));
+        }
+        Ok(Self { state: Mutex::new(stores), agents, library, config, next_conn: 0.into() })
+    }
+
+    /// The agent account a token opens.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<AgentAccount>, StoreError> {
+        self.agents.agent_by_token(&crate::domain::ApiKey(token.to_owned()).digest()).await
+    }
+
+    /// A shopper's connection joins: it gets agents' messages and queue updates from now on.
+    pub async fn shopper_joined(
+        &self,
+        store: &StoreId,
+        conversation: ConversationId,
+        events: mpsc::Sender<ServerEvent>,
+    ) {
+        let mut state = self.state.lock().await;
+        let desk = state.entry(store.clone()).or_default();
+        desk.shoppers.insert(conversation, events);
+        self.announce_queue(desk);
+    }
+
+    /// A shopper's connection has gone.
+    pub async fn shopper_left(&self, store: &StoreId, conversation: ConversationId) {
+        if let Some(desk) = self.state.lock().await.get_mut(store) {
+            desk.shoppers.remove(&conversation);
+        }
+    }
+
+    /// The bot handed a conversation over: queue it and try to assign it.
+    pub async fn enqueue(
+        &self,
+        store: &StoreId,
+        conversation: ConversationId,
+        reason: HandoffReason,
+        last_text: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let priority = reason.priority();
+        self.agents.enqueue(conversation, reason, priority, None, now).await?;
+        let mut state = self.state.lock().await;
+        let desk = state.entry(store.clone()).or_default();
+        desk.chats.insert(
+            conversation,
+            Chat {
+                reason: Some(reason),
+                priority,
+                group: None,
+                queued_at: now,
+                agent: None,
+                assigned_at: None,
+                answered: false,
+                passed_over: Vec::new(),
+                last_text: Some(last_text.to_owned()),
+            },
+        );
+        self.dispatch(store, desk, now).await;
+        Ok(())
+    }
+
+    /// A shopper wrote while the chat is with the humans: the assigned agent sees it at once.
+    pub async fn shopper_wrote(
+        &self,
+        store: &StoreId,
+        conversation: ConversationId,
+        message: MessageId,
+        text: &str,
+        now: Millis,
+    ) {
+        let agent = {
+            let mut state = self.state.lock().await;
+            let Some(desk) = state.get_mut(store) else { return };
+            let Some(chat) = desk.chats.get_mut(&conversation) else { return };
+            chat.last_text = Some(text.to_owned());
+            let agent = chat.agent.clone();
+            if agent.is_none() {
+                self.announce_queue(desk);
+            }
+            agent
+        };
+        let Some(agent) = agent else { return };
+        let suggestions = self.suggest(store, text).await;
+        let state = self.state.lock().await;
+        if let Some(desk) = state.get(store) {
+            desk.to_agent(
+                &agent,
+                AgentEvent::ShopperMessage {
+                    conversation_id: conversation,
+                    message_id: message,
+                    text: text.to_owned(),
+                    at: now.0,
+                    suggestions,
+                },
+            );
+        }
+    }
+
+    /// Stores the shopper's rating of a closed conversation; false if it is not closed or was
+    /// already rated.
+    pub async fn rate(
+        &self,
+        conversation: ConversationId,
+        score: u8,
+        comment: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.agents.rate(conversation, score, comment).await
+    }
+
+    /// An agent comes online. Returns the connection's id (for [`Desk::logout`]); the agent is
+    /// sent the queue and every chat they already own.
+    pub async fn login(
+        &self,
+        account: &AgentAccount,
+        auto_assign: bool,
+        events: mpsc::UnboundedSender<AgentEvent>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let conn = self.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = events.send(AgentEvent::Welcome {
+            agent: account.name.clone(),
+            store: account.store.as_str().to_owned(),
+            groups: account.groups.clone(),
+            max_chats: account.max_chats,
+            auto_assign,
+        });
+        let mut state = self.state.lock().await;
+        let desk = state.entry(account.store.clone()).or_default();
+        let online = Online {
+            conn,
+            groups: account.groups.clone(),
+            max_chats: account.max_chats,
+            auto_assign,
+            events,
+        };
+        if let Some(earlier) = desk.agents.insert(account.name.clone(), online) {
+            let _ = earlier.events.send(AgentEvent::Error {
+                code: "signed_in_elsewhere".into(),
+                message: "you signed in on another connection; this one gets nothing more".into(),
+            });
+        }
+        let owned: Vec<ConversationId> = desk
+            .chats
+            .iter()
+            .filter(|(_, c)| c.agent.as_deref() == Some(account.name.as_str()))
+            .map(|(id, _)| *id)
+            .collect();
+        for conversation in owned {
+            let event = self.assigned_event(&account.store, desk, conversation).await?;
+            desk.to_agent(&account.name, event);
+        }
+        self.dispatch(&account.store, desk, now).await;
+        Ok(conn)
+    }
+
+    /// An agent's connection ended (or they went offline): their chats go back to the front of
+    /// the queue, for others.
+    pub async fn logout(&self, store: &StoreId, agent: &str, conn: u64, now: Millis) {
+        let mut state = self.state.lock().await;
+        let Some(desk) = state.get_mut(store) else { return };
+        if desk.agents.get(agent).is_none_or(|a| a.conn != conn) {
+            return;
+        }
+        desk.agents.remove(agent);
+        let owned: Vec<ConversationId> =
+            desk.chats.iter().filter(|(_, c)| c.agent.as_deref() == Some(agent)).map(|(id, _)| *id).collect();
+        for conversation in owned {
+            if let Err(error) = self.requeue(desk, conversation, None, now).await {
+                tracing::error!(%error, %conversation, "requeueing an offline agent's chat failed");
+            }
+        }
+        self.dispatch(store, desk, now).await;
+    }
+
+    /// An agent takes a waiting chat from the queue.
+    pub async fn claim(
+        &self,
+        agent: &AgentAccount,
+        conversation: ConversationId,
+        now: Millis,
+    ) -> Result<(), DeskError> {
+        let mut state = self.state.lock().await;
+        let desk = state.get_mut(&agent.store).ok_or(DeskError::NotFound)?;
+        let chat = desk.chats.get(&conversation).ok_or(DeskError::NotFound)?;
+        if chat.agent.is_some() {
+            return Err(DeskError::AlreadyTaken);
+        }
+        if desk.load(&agent.name) >= agent.max_chats as usize {
+            return Err(DeskError::AtCapacity);
+        }
+        if !self.assign(&agent.store, desk, conversation, &agent.name, now).await? {
+            return Err(DeskError::AlreadyTaken);
+        }
+        self.announce_queue(desk);
+        Ok(())
+    }
+
+    /// An agent's message to the shopper.
+    pub async fn reply(
+        &self,
+        agent: &AgentAccount,
+        conversation: ConversationId,
+        text: &str,
+        now: Millis,
+    ) -> Result<MessageId, DeskError> {
+        let mut state = self.state.lock().await;
+        let desk = state.get_mut(&agent.store).ok_or(DeskError::NotFound)?;
+        let chat = desk.chats.get_mut(&conversation).ok_or(DeskError::NotFound)?;
+        if chat.agent.as_deref() != Some(agent.name.as_str()) {
+            return Err(DeskError::NotYours);
+        }
+        let id = self.agents.append_agent_message(conversation, &agent.name, text, now).await?;
+        chat.answered = true;
+        desk.to_shopper(
+            conversation,
+            ServerEvent::AgentMessage {
+                message_id: id,
+                agent: agent.name.clone(),
+                text: text.to_owned(),
+                at: now.0,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Passes a chat to another agent (who must be online with room) or to a skill group's queue.
+    pub async fn transfer(
+        &self,
+        agent: &AgentAccount,
+        conversation: ConversationId,
+        to_agent: Option<&str>,
+        to_group: Option<&str>,
+        now: Millis,
+    ) -> Result<(), DeskError> {
+        let mut state = self.state.lock().await;
+        let desk = state.get_mut(&agent.store).ok_or(DeskError::NotFound)?;
+        let chat = desk.chats.get(&conversation).ok_or(DeskError::NotFound)?;
+        if chat.agent.as_deref() != Some(agent.name.as_str()) {
+            return Err(DeskError::NotYours);
+        }
+        if let Some(target) = to_agent {
+            let online = desk
+                .agents
+                .get(target)
+                .ok_or_else(|| DeskError::CannotTransfer(format!("{target} is not online")))?;
+            if desk.load(target) >= online.max_chats as usize {
+                return Err(DeskError::CannotTransfer(format!("{target} has no room for another chat")));
+            }
+        }
+        let group = to_group.map(str::to_owned).or_else(|| chat.group.clone());
+        self.agents
+            .enqueue(
+                conversation,
+                HandoffReason::AgentTransfer,
+                HandoffReason::AgentTransfer.priority(),
+                group.as_deref(),
+                now,
+            )
+            .await?;
+        if let Some(chat) = desk.chats.get_mut(&conversation) {
+            chat.agent = None;
+            chat.assigned_at = None;
+            chat.reason = Some(HandoffReason::AgentTransfer);
+            chat.priority = HandoffReason::AgentTransfer.priority();
+            chat.group = group;
+            chat.queued_at = now;
+        }
+        desk.to_agent(
+            &agent.name,
+            AgentEvent::Unassigned { conversation_id: conversation, why: "transferred".into() },
+        );
+        if let Some(target) = to_agent
+            && !self.assign(&agent.store, desk, conversation, target, now).await?
+        {
+            return Err(DeskError::AlreadyTaken);
+        }
+        desk.to_shopper(
+            conversation,
+            ServerEvent::Status {
+                status: ChatStatus::WaitingForAgent,
+                reason: Some(HandoffReason::AgentTransfer),
+                agent: None,
+            },
+        );
+        self.dispatch(&agent.store, desk, now).await;
+        Ok(())
+    }
+
+    /// Ends a chat: `Closed` (the shopper is asked for a rating) or `Bot` (handed back).
+    pub async fn release(
+        &self,
+        agent: &AgentAccount,
+        conversation: ConversationId,
+        status: ChatStatus,
+        now: Millis,
+    ) -> Result<(), DeskError> {
+        let mut state = self.state.lock().await;
+        let desk = state.get_mut(&agent.store).ok_or(DeskError::NotFound)?;
+        let chat = desk.chats.get(&conversation).ok_or(DeskError::NotFound)?;
+        if chat.agent.as_deref() != Some(agent.name.as_str()) {
+            return Err(DeskError::NotYours);
+        }
+        self.agents.release(conversation, status, now).await?;
+        desk.chats.remove(&conversation);
+        desk.to_agent(&agent.name, AgentEvent::Released { conversation_id: conversation, status });
+        desk.to_shopper(conversation, ServerEvent::Status { status, reason: None, agent: None });
+        if status == ChatStatus::Closed {
+            desk.to_shopper(
+                conversation,
+                ServerEvent::RateRequest {
+                    text:
+                        "本次服务已结束，请为客服打分（1–5 分）。Please rate this conversation from 1 to 5."
+                            .into(),
+                },
+            );
+        }
+        self.dispatch(&agent.store, desk, now).await;
+        Ok(())
+    }
+
+    /// Takes back chats whose agent has not answered in time, or whose agent is gone (after a
+    /// restart), and assigns them again. Runs every half second.
+    pub async fn sweep(&self, now: Millis) {
+        let timeout =
+            i64::try_from(self.config.agents.answer_timeout_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let mut state = self.state.lock().await;
+        let stores: Vec<StoreId> = state.keys().cloned().collect();
+        for store in stores {
+            let Some(desk) = state.get_mut(&store) else { continue };
+            let overdue: Vec<(ConversationId, String)> = desk
+                .chats
+                .iter()
+                .filter_map(|(id, c)| {
+                    let agent = c.agent.as_ref()?;
+                    let late = now.0 - c.assigned_at.map_or(c.queued_at.0, |a| a.0) >= timeout;
+                    let gone = !desk.agents.contains_key(agent);
+                    (late && (!c.answered || gone)).then(|| (*id, agent.clone()))
+                })
+                .collect();
+            if overdue.is_empty() {
+                continue;
+            }
+            for (conversation, agent) in overdue {
+                desk.to_agent(
+                    &agent,
+                    AgentEvent::Unassigned {
+                        conversation_id: conversation,
+                        why: "not answered in time".into(),
+                    },
+                );
+                if let Err(error) = self.requeue(desk, conversation, Some(agent), now).await {
+                    tracing::error!(%error, %conversation, "requeueing an unanswered chat failed");
+                }
+            }
+            self.dispatch(&store, desk, now).await;
+        }
+    }
+
+    /// Puts an assigned chat back at the front of the queue.
+    async fn requeue(
+        &self,
+        desk: &mut StoreDesk,
+        conversation: ConversationId,
+        passed_over: Option<String>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let Some(chat) = desk.chats.get_mut(&conversation) else { return Ok(()) };
+        let reason = chat.reason.unwrap_or(HandoffReason::AskedForHuman);
+        let priority = FRONT + reason.priority();
+        self.agents.enqueue(conversation, reason, priority, chat.group.as_deref(), chat.queued_at).await?;
+        chat.agent = None;
+        chat.assigned_at = None;
+        chat.answered = false;
+        chat.priority = priority;
+        chat.passed_over.extend(passed_over);
+        desk.to_shopper(
+            conversation,
+            ServerEvent::Status { status: ChatStatus::WaitingForAgent, reason: Some(reason), agent: None },
+        );
+        let _ = now;
+        Ok(())
+    }
+
+    /// Assigns every waiting chat it can, then tells everyone where things stand.
+    async fn dispatch(&self, store: &StoreId, desk: &mut StoreDesk, now: Millis) {
+        let waiting: Vec<(ConversationId, Option<String>, Vec<String>)> =
+            desk.waiting().into_iter().map(|(id, c)| (id, c.group.clone(), c.passed_over.clone())).collect();
+        for (conversation, group, passed_over) in waiting {
+            let choice = desk
+                .agents
+                .iter()
+                .filter(|(_, a)| a.auto_assign)
+                .filter(|(_, a)| group.as_ref().is_none_or(|g| a.groups.contains(g)))
+                .map(|(name, a)| {
+                    (passed_over.contains(name), desk.load(name), name.clone(), a.max_chats as usize)
+                })
+                .filter(|(_, load, _, max)| load < max)
+                .min_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)))
+                .map(|(_, _, name, _)| name);
+            let Some(agent) = choice else { continue };
+            if let Err(error) = self.assign(store, desk, conversation, &agent, now).await {
+                tracing::error!(%error, %conversation, "assigning a chat failed");
+            }
+        }
+        self.announce_queue(desk);
+    }
+
+    /// Gives a waiting chat to `agent` in the database, then tells both sides. False if the
+    /// database says it was no longer waiting.
+    async fn assign(
+        &self,
+        store: &StoreId,
+        desk: &mut StoreDesk,
+        conversation: ConversationId,
+        agent: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        if !self.agents.assign(conversation, agent, now).await? {
+            desk.chats.remove(&conversation);
+            return Ok(false);
+        }
+        if let Some(chat) = desk.chats.get_mut(&conversation) {
+            chat.agent = Some(agent.to_owned());
+            chat.assigned_at = Some(now);
+            chat.answered = false;
+        }
+        let event = self.assigned_event(store, desk, conversation).await?;
+        desk.to_agent(agent, event);
+        desk.to_shopper(
+            conversation,
+            ServerEvent::Status {
+                status: ChatStatus::WithAgent,
+                reason: None,
+                agent: Some(agent.to_owned()),
+            },
+        );
+        tracing::info!(store = %store, %conversation, agent, "chat assigned");
+        Ok(true)
+    }
+
+    /// Everything an agent needs to take over a chat: the transcript (with the bot's traces)
+    /// and suggested answers to the shopper's latest message.
+    async fn assigned_event(
+        &self,
+        store: &StoreId,
+        desk: &StoreDesk,
+        conversation: ConversationId,
+    ) -> Result<AgentEvent, StoreError> {
+        let transcript = self.agents.transcript(conversation).await?;
+        let latest = transcript.iter().rev().find(|m| m.role == Role::Shopper).map(|m| m.text.clone());
+        let suggestions = match latest {
+            Some(text) => self.suggest(store, &text).await,
+            None => Vec::new(),
+        };
+        let reason = desk.chats.get(&conversation).and_then(|c| c.reason);
+        Ok(AgentEvent::Assigned { conversation_id: conversation, reason, transcript, suggestions })
+    }
+
+    /// The store's best knowledge hits for `text`, as answers an agent can send.
+    async fn suggest(&self, store: &StoreId, text: &str) -> Vec<Suggestion> {
+        let Some(knowledge) = self.library.get(store) else { return Vec::new() };
+        let (text, config, store) = (text.to_owned(), Arc::clone(&self.config), store.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let lang = Lang::detect(&text);
+            let now = Millis::now();
+            let fusion = &config.triage_for(store.as_str()).fusion;
+            knowledge
+                .search(&text, 3, fusion, now)
+                .into_iter()
+                .filter_map(|hit| match hit.entry {
+                    EntryRef::Faq(i) => {
+                        let faq = &knowledge.faq()[i];
+                        Some(Suggestion {
+                            entry: faq.id.clone(),
+                            question: faq.question.get(lang).to_owned(),
+                            answer: faq.answer_at(now).get(lang).to_owned(),
+                            score: hit.score,
+                        })
+                    }
+                    EntryRef::Intent(_) => None,
+                })
+                .collect()
+        })
+        .await;
+        found.unwrap_or_default()
+    }
+
+    /// Sends every waiting shopper their place and estimated wait, and every agent the queue.
+    fn announce_queue(&self, desk: &StoreDesk) {
+        let waiting = desk.waiting();
+        let online = desk.agents.len();
+        let now = Millis::now();
+        for (position, (conversation, _)) in waiting.iter().enumerate() {
+            let position = position + 1;
+            let (estimate, text) = if online == 0 {
+                (None, "现在没有客服在线，您可以留言，客服上线后会第一时间回复您。No agent is online right now: leave a message and we will reply as soon as one is.".to_owned())
+            } else {
+                let seconds = self.config.agents.seconds_per_chat * position as u64 / online as u64;
+                (
+                    Some(seconds),
+                    format!(
+                        "您前面还有 {} 位顾客，请稍候。You are number {position} in the queue.",
+                        position - 1
+                    ),
+                )
+            };
+            desk.to_shopper(
+                *conversation,
+                ServerEvent::Queue {
+                    position,
+                    estimated_wait_seconds: estimate,
+                    agents_online: online,
+                    text,
+                },
+            );
+        }
+        let items: Vec<QueueItem> = waiting
+            .iter()
+            .map(|(id, c)| QueueItem {
+                conversation_id: *id,
+                reason: c.reason,
+                priority: c.priority,
+                group: c.group.clone(),
+                waiting_seconds: u64::try_from((now.0 - c.queued_at.0).max(0) / 1000).unwrap_or(0),
+                last_message: c.last_text.clone(),
+            })
+            .collect();
+        for online in desk.agents.values() {
+            let _ = online.events.send(AgentEvent::Queue { waiting: items.clone() });
+        }
+    }
+}

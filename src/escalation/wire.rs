@@ -1,0 +1,164 @@
+//! The agent WebSocket protocol (`/ws/agent`): JSON text frames tagged by `type`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ChatStatus, ConversationId, HandoffReason, MessageId};
+use crate::store::TranscriptItem;
+
+/// A frame from an agent's client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentCommand {
+    /// Signs in; must come first.
+    Login {
+        /// The agent's token (from `mibot agent add`).
+        token: String,
+        /// Take chats assigned automatically (default), or only claim them by hand.
+        #[serde(default = "yes")]
+        auto_assign: bool,
+    },
+    /// Take a waiting chat from the queue.
+    Claim {
+        /// The chat.
+        conversation_id: ConversationId,
+    },
+    /// Write to the shopper.
+    Reply {
+        /// The chat.
+        conversation_id: ConversationId,
+        /// The text.
+        text: String,
+    },
+    /// Pass the chat to another agent or a skill group.
+    Transfer {
+        /// The chat.
+        conversation_id: ConversationId,
+        /// An online agent with room.
+        #[serde(default)]
+        to_agent: Option<String>,
+        /// A skill group's queue.
+        #[serde(default)]
+        to_group: Option<String>,
+    },
+    /// End the chat; the shopper is asked for a rating.
+    Close {
+        /// The chat.
+        conversation_id: ConversationId,
+    },
+    /// Give the chat back to the bot.
+    HandBack {
+        /// The chat.
+        conversation_id: ConversationId,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A waiting chat, as the queue shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// The chat.
+    pub conversation_id: ConversationId,
+    /// Why it was handed over.
+    pub reason: Option<HandoffReason>,
+    /// Higher is served first.
+    pub priority: i64,
+    /// The skill group it waits for.
+    pub group: Option<String>,
+    /// How long it has waited.
+    pub waiting_seconds: u64,
+    /// The shopper's latest message, if known.
+    pub last_message: Option<String>,
+}
+
+/// An answer from the knowledge base an agent might send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// The FAQ entry.
+    pub entry: String,
+    /// Its standard question.
+    pub question: String,
+    /// Its answer.
+    pub answer: String,
+    /// The bot's confidence that it answers the message, 0 to 1.
+    pub score: f32,
+}
+
+/// A frame mibot sends to an agent.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// Signed in.
+    Welcome {
+        /// The agent's name.
+        agent: String,
+        /// Their store.
+        store: String,
+        /// Their skill groups.
+        groups: Vec<String>,
+        /// Chats they take at once.
+        max_chats: u32,
+        /// Whether chats are assigned to them automatically.
+        auto_assign: bool,
+    },
+    /// The waiting chats, first served first; sent whenever the queue changes.
+    Queue {
+        /// The chats.
+        waiting: Vec<QueueItem>,
+    },
+    /// A chat is now the agent's.
+    Assigned {
+        /// The chat.
+        conversation_id: ConversationId,
+        /// Why it was handed over.
+        reason: Option<HandoffReason>,
+        /// Every message so far, with the bot's traces.
+        transcript: Vec<TranscriptItem>,
+        /// Suggested answers to the shopper's latest message.
+        suggestions: Vec<Suggestion>,
+    },
+    /// The shopper wrote.
+    ShopperMessage {
+        /// The chat.
+        conversation_id: ConversationId,
+        /// The stored message.
+        message_id: MessageId,
+        /// The text.
+        text: String,
+        /// When, in milliseconds since the Unix epoch.
+        at: i64,
+        /// Suggested answers.
+        suggestions: Vec<Suggestion>,
+    },
+    /// The agent's reply is stored and on its way to the shopper.
+    Sent {
+        /// The chat.
+        conversation_id: ConversationId,
+        /// The stored message.
+        message_id: MessageId,
+    },
+    /// A chat is no longer the agent's (transferred, timed out).
+    Unassigned {
+        /// The chat.
+        conversation_id: ConversationId,
+        /// Why.
+        why: String,
+    },
+    /// The agent closed the chat or handed it back.
+    Released {
+        /// The chat.
+        conversation_id: ConversationId,
+        /// `closed` or `bot`.
+        status: ChatStatus,
+    },
+    /// A request was refused.
+    Error {
+        /// A stable code: `not_found`, `not_yours`, `already_taken`, `at_capacity`,
+        /// `cannot_transfer`, `unauthorized`, `invalid_frame`, `unavailable`…
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
+}

@@ -1,0 +1,153 @@
+//! The agent WebSocket (`/ws/agent`): sign in with a `login` frame, then take, answer,
+//! transfer and close chats ([`crate::escalation::wire`]). An agent only ever sees their own
+//! store's chats.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use super::AppState;
+use crate::domain::ChatStatus;
+use crate::escalation::{AgentCommand, AgentEvent, DeskError};
+use crate::store::AgentAccount;
+
+/// How long a new connection may take to sign in.
+const LOGIN_WAIT: Duration = Duration::from_secs(30);
+
+/// Upgrades to the agent protocol.
+pub(super) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let connections = state.connections.clone();
+    ws.max_message_size(state.config.chat.max_frame_bytes)
+        .on_upgrade(move |socket| connections.track_future(serve(socket, state)))
+}
+
+fn error(code: &str, message: impl Into<String>) -> AgentEvent {
+    AgentEvent::Error { code: code.to_owned(), message: message.into() }
+}
+
+async fn serve(socket: WebSocket, state: AppState) {
+    let (mut sink, mut stream) = socket.split();
+    let (events, mut outbox) = mpsc::unbounded_channel::<AgentEvent>();
+    let writer = tokio::spawn(async move {
+        while let Some(event) = outbox.recv().await {
+            let Ok(json) = serde_json::to_string(&event) else { continue };
+            if sink.send(Message::Text(Utf8Bytes::from(json))).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let Some((account, auto_assign)) = login(&state, &mut stream, &events).await else {
+        drop(events);
+        let _ = writer.await;
+        return;
+    };
+    let conn = match state.desk.login(&account, auto_assign, events.clone(), state.clock.now()).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            let _ = events.send(error("unavailable", format!("signing in failed: {e}")));
+            drop(events);
+            let _ = writer.await;
+            return;
+        }
+    };
+    tracing::info!(store = %account.store, agent = account.name, "agent online");
+    loop {
+        let frame = tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            frame = stream.next() => frame,
+        };
+        match frame {
+            None | Some(Ok(Message::Close(_))) | Some(Err(_)) => break,
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<AgentCommand>(&text) {
+                Ok(command) => {
+                    if let Some(event) = handle(&state, &account, command).await {
+                        let _ = events.send(event);
+                    }
+                }
+                Err(e) => {
+                    let _ = events.send(error("invalid_frame", format!("not an agent command: {e}")));
+                }
+            },
+            Some(Ok(_)) => {}
+        }
+    }
+    state.desk.logout(&account.store, &account.name, conn, state.clock.now()).await;
+    tracing::info!(store = %account.store, agent = account.name, "agent offline");
+    drop(events);
+    let _ = writer.await;
+}
+
+/// Waits for a valid `login` frame; tells the client why not otherwise.
+async fn login(
+    state: &AppState,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    events: &mpsc::UnboundedSender<AgentEvent>,
+) -> Option<(AgentAccount, bool)> {
+    let frame = tokio::time::timeout(LOGIN_WAIT, stream.next()).await.ok()??.ok()?;
+    let Message::Text(text) = frame else {
+        let _ = events.send(error("login_required", "send a login frame first"));
+        return None;
+    };
+    let Ok(AgentCommand::Login { token, auto_assign }) = serde_json::from_str::<AgentCommand>(&text) else {
+        let _ = events
+            .send(error("login_required", "the first frame must be {\"type\": \"login\", \"token\": …}"));
+        return None;
+    };
+    match state.desk.authenticate(&token).await {
+        Ok(Some(account)) => Some((account, auto_assign)),
+        Ok(None) => {
+            let _ = events.send(error("unauthorized", "that agent token is not valid"));
+            None
+        }
+        Err(e) => {
+            let _ = events.send(error("unavailable", format!("signing in failed: {e}")));
+            None
+        }
+    }
+}
+
+async fn handle(state: &AppState, agent: &AgentAccount, command: AgentCommand) -> Option<AgentEvent> {
+    let now = state.clock.now();
+    let desk = &state.desk;
+    let result: Result<Option<AgentEvent>, DeskError> = match command {
+        AgentCommand::Login { .. } => {
+            return Some(error("already_signed_in", "this connection is signed in"));
+        }
+        AgentCommand::Claim { conversation_id } => {
+            desk.claim(agent, conversation_id, now).await.map(|()| None)
+        }
+        AgentCommand::Reply { conversation_id, text } => {
+            let text = text.trim();
+            if text.is_empty() {
+                return Some(error("empty_message", "the reply is empty"));
+            }
+            desk.reply(agent, conversation_id, text, now)
+                .await
+                .map(|message_id| Some(AgentEvent::Sent { conversation_id, message_id }))
+        }
+        AgentCommand::Transfer { conversation_id, to_agent, to_group } => {
+            if to_agent.is_none() && to_group.is_none() {
+                return Some(error("invalid_frame", "a transfer needs to_agent or to_group"));
+            }
+            desk.transfer(agent, conversation_id, to_agent.as_deref(), to_group.as_deref(), now)
+                .await
+                .map(|()| None)
+        }
+        AgentCommand::Close { conversation_id } => {
+            desk.release(agent, conversation_id, ChatStatus::Closed, now).await.map(|()| None)
+        }
+        AgentCommand::HandBack { conversation_id } => {
+            desk.release(agent, conversation_id, ChatStatus::Bot, now).await.map(|()| None)
+        }
+    };
+    match result {
+        Ok(event) => event,
+        Err(e) => Some(error(e.code(), e.to_string())),
+    }
+}

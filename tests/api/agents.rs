@@ -1,0 +1,302 @@
+//! Human agents and the queue, over real WebSockets: assignment by load and capacity, claims,
+//! timeouts, transfers, hand-back, restarts, isolation, queue positions, ratings.
+
+use std::path::Path;
+
+use mibot::config::Config;
+use mibot::domain::{Clock, Millis};
+use serde_json::{Value, json};
+
+use crate::helpers::{AgentClient, Client, TestApp, spawn_with, spawn_with_clock, test_config};
+
+/// A fresh data directory with store `shop` and agents `(name, max_chats, groups)`; returns
+/// the config and each agent's token.
+async fn desk(dir: &Path, agents: &[(&str, u32, &[&str])]) -> (Config, Vec<String>) {
+    let config = test_config(dir);
+    mibot::admin::create_store(&config, "shop").await.unwrap();
+    mibot::admin::create_store(&config, "other").await.unwrap();
+    let mut tokens = Vec::new();
+    for (name, max, groups) in agents {
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        tokens.push(mibot::admin::add_agent(&config, "shop", name, &groups, Some(*max)).await.unwrap().0);
+    }
+    (config, tokens)
+}
+
+/// A shopper who has asked for a person; returns the client and the conversation id.
+async fn handed_over(app: &TestApp) -> (Client, String) {
+    let mut shopper = app.connect("shop").await;
+    let welcome = shopper.hello(None).await;
+    let reply = shopper.ask("h1", "转人工").await;
+    assert_eq!(reply["kind"], "handoff", "{reply}");
+    shopper.recv_status("waiting_for_agent").await;
+    (shopper, welcome["conversation_id"].as_str().unwrap().to_owned())
+}
+
+async fn assigned_to(shopper: &mut Client) -> String {
+    let status = shopper.recv_status("with_agent").await;
+    status["agent"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn chats_go_to_the_least_loaded_agent_with_room_and_the_rest_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) = desk(dir.path(), &[("ann", 1, &[]), ("bob", 2, &[])]).await;
+    let app = spawn_with(config).await;
+    let (mut ann, welcome) = AgentClient::login(app.addr, &tokens[0], true).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let (mut bob, _) = AgentClient::login(app.addr, &tokens[1], true).await;
+
+    let (mut s1, c1) = handed_over(&app).await;
+    assert_eq!(assigned_to(&mut s1).await, "ann", "equal load: by name");
+    let assigned = ann.recv_type("assigned").await;
+    assert_eq!(assigned["conversation_id"], c1.as_str());
+    assert_eq!(assigned["reason"], "asked_for_human");
+    let transcript = assigned["transcript"].as_array().unwrap();
+    assert_eq!(transcript[0]["text"], "转人工", "{assigned}");
+    assert_eq!(transcript[1]["role"], "bot");
+    assert!(transcript[1]["trace"].is_object(), "the bot's trace is in the transcript: {assigned}");
+
+    let (mut s2, _) = handed_over(&app).await;
+    assert_eq!(assigned_to(&mut s2).await, "bob", "ann is at capacity");
+    let (mut s3, _) = handed_over(&app).await;
+    assert_eq!(assigned_to(&mut s3).await, "bob");
+    let (mut s4, c4) = handed_over(&app).await;
+    let queued = s4.recv_type("queue").await;
+    assert_eq!(queued["position"], 1, "{queued}");
+    assert_eq!(queued["agents_online"], 2, "{queued}");
+    assert!(queued["estimated_wait_seconds"].as_u64().unwrap() > 0, "{queued}");
+
+    // The shopper writes; the agent sees it with suggested answers from the knowledge base.
+    s1.message("m2", "发票怎么申请").await;
+    let seen = ann.recv_type("shopper_message").await;
+    assert_eq!(seen["text"], "发票怎么申请");
+    assert_eq!(seen["suggestions"][0]["entry"], "invoice", "{seen}");
+
+    // Ann answers, then closes: the shopper is asked to rate, and ann's freed seat takes s4.
+    ann.send(json!({"type": "reply", "conversation_id": c1, "text": "您好，在订单页申请即可。"})).await;
+    assert_eq!(ann.recv_type("sent").await["conversation_id"], c1.as_str());
+    let said = s1.recv_type("agent_message").await;
+    assert_eq!(
+        (said["agent"].as_str(), said["text"].as_str()),
+        (Some("ann"), Some("您好，在订单页申请即可。"))
+    );
+    ann.send(json!({"type": "close", "conversation_id": c1})).await;
+    assert_eq!(ann.recv_type("released").await["status"], "closed");
+    s1.recv_status("closed").await;
+    s1.recv_type("rate_request").await;
+    s1.send(json!({"type": "rate", "score": 5, "comment": "很快"})).await;
+    let rated = s1.recv().await;
+    assert_eq!(rated["score"], 5, "{rated}");
+    s1.send(json!({"type": "rate", "score": 1})).await;
+    assert_eq!(s1.recv_type("error").await["code"], "invalid_rating");
+    s1.send(json!({"type": "rate", "score": 9})).await;
+    assert_eq!(s1.recv_type("error").await["code"], "invalid_rating");
+
+    assert_eq!(assigned_to(&mut s4).await, "ann");
+    assert_eq!(ann.recv_type("assigned").await["conversation_id"], c4.as_str());
+    drop(bob.recv_type("queue").await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_agents_claiming_the_same_chat_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) = desk(dir.path(), &[("ann", 3, &[]), ("bob", 3, &[])]).await;
+    let app = spawn_with(config).await;
+    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], false).await;
+    let (mut bob, _) = AgentClient::login(app.addr, &tokens[1], false).await;
+    let (mut shopper, conversation) = handed_over(&app).await;
+    let queue = ann.queue_of(1).await;
+    assert_eq!(queue["waiting"][0]["conversation_id"], conversation.as_str());
+    assert_eq!(queue["waiting"][0]["last_message"], "转人工");
+    bob.queue_of(1).await;
+
+    let claim = json!({"type": "claim", "conversation_id": conversation});
+    tokio::join!(ann.send(claim.clone()), bob.send(claim));
+    let first = |frame: &Value| frame["type"] == "assigned" || frame["type"] == "error";
+    let mut outcomes = Vec::new();
+    for agent in [&mut ann, &mut bob] {
+        loop {
+            let frame = agent.recv().await;
+            if first(&frame) {
+                outcomes.push(frame);
+                break;
+            }
+        }
+    }
+    let winners = outcomes.iter().filter(|f| f["type"] == "assigned").count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    let loser = outcomes.iter().find(|f| f["type"] == "error").unwrap();
+    assert_eq!(loser["code"], "already_taken", "{loser}");
+    assigned_to(&mut shopper).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_chat_goes_to_someone_else_when_its_time_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) = desk(dir.path(), &[("ann", 3, &[]), ("bob", 3, &[])]).await;
+    let clock = Clock::manual(Millis(1_800_000_000_000));
+    let app = spawn_with_clock(config.clone(), clock.clone()).await;
+    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], true).await;
+    let (mut shopper, conversation) = handed_over(&app).await;
+    assert_eq!(assigned_to(&mut shopper).await, "ann");
+    ann.recv_type("assigned").await;
+    let (mut bob, _) = AgentClient::login(app.addr, &tokens[1], true).await;
+
+    // A second before the timeout nothing moves; at the timeout ann loses the chat to bob.
+    let timeout = i64::try_from(config.agents.answer_timeout_seconds * 1000).unwrap();
+    clock.set(Millis(clock.now().0 + timeout - 1000));
+    bob.queue_of(0).await;
+    clock.set(Millis(clock.now().0 + 1000));
+    let lost = ann.recv_type("unassigned").await;
+    assert_eq!(lost["conversation_id"], conversation.as_str());
+    assert_eq!(lost["why"], "not answered in time");
+    assert_eq!(bob.recv_type("assigned").await["conversation_id"], conversation.as_str());
+    shopper.recv_status("waiting_for_agent").await;
+    assert_eq!(assigned_to(&mut shopper).await, "bob");
+
+    // An agent who answers keeps the chat however long it takes.
+    bob.send(json!({"type": "reply", "conversation_id": conversation, "text": "在的"})).await;
+    bob.recv_type("sent").await;
+    clock.set(Millis(clock.now().0 + 10 * timeout));
+    bob.send(json!({"type": "reply", "conversation_id": conversation, "text": "还需要什么帮助吗"})).await;
+    assert_eq!(bob.recv_type("sent").await["conversation_id"], conversation.as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_disconnected_agents_chats_go_back_to_the_queue_and_on_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) = desk(dir.path(), &[("ann", 3, &[]), ("bob", 3, &[])]).await;
+    let app = spawn_with(config).await;
+    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], true).await;
+    let (mut shopper, conversation) = handed_over(&app).await;
+    assert_eq!(assigned_to(&mut shopper).await, "ann");
+    ann.recv_type("assigned").await;
+    let (mut bob, _) = AgentClient::login(app.addr, &tokens[1], false).await;
+    ann.disconnect().await;
+    // Bob takes chats by hand: the chat waits at the front of the queue for him.
+    let queue = bob.queue_of(1).await;
+    assert_eq!(queue["waiting"][0]["conversation_id"], conversation.as_str());
+    assert!(queue["waiting"][0]["priority"].as_i64().unwrap() >= 1000, "{queue}");
+    shopper.recv_status("waiting_for_agent").await;
+    bob.send(json!({"type": "claim", "conversation_id": conversation})).await;
+    bob.recv_type("assigned").await;
+    assert_eq!(assigned_to(&mut shopper).await, "bob");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn transfers_to_an_agent_or_a_group_and_hand_back_to_the_bot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) =
+        desk(dir.path(), &[("ann", 3, &[]), ("bob", 3, &["pre-sales"]), ("cat", 3, &["after-sales"])]).await;
+    let app = spawn_with(config).await;
+    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], true).await;
+    let (mut shopper, conversation) = handed_over(&app).await;
+    assert_eq!(assigned_to(&mut shopper).await, "ann");
+    let (mut bob, _) = AgentClient::login(app.addr, &tokens[1], false).await;
+    let (mut cat, _) = AgentClient::login(app.addr, &tokens[2], true).await;
+
+    ann.send(json!({"type": "transfer", "conversation_id": conversation, "to_agent": "bob"})).await;
+    assert_eq!(ann.recv_type("unassigned").await["why"], "transferred");
+    let assigned = bob.recv_type("assigned").await;
+    assert_eq!(assigned["reason"], "agent_transfer");
+    assert_eq!(assigned_to(&mut shopper).await, "bob");
+
+    bob.send(json!({"type": "transfer", "conversation_id": conversation, "to_group": "after-sales"})).await;
+    bob.recv_type("unassigned").await;
+    assert_eq!(cat.recv_type("assigned").await["conversation_id"], conversation.as_str());
+    assert_eq!(assigned_to(&mut shopper).await, "cat");
+
+    // Only the owner may act on a chat.
+    ann.send(json!({"type": "close", "conversation_id": conversation})).await;
+    assert_eq!(ann.recv_type("error").await["code"], "not_yours");
+    ann.send(json!({"type": "transfer", "conversation_id": conversation, "to_agent": "nobody"})).await;
+    assert_eq!(ann.recv_type("error").await["code"], "not_yours");
+
+    cat.send(json!({"type": "hand_back", "conversation_id": conversation})).await;
+    assert_eq!(cat.recv_type("released").await["status"], "bot");
+    shopper.recv_status("bot").await;
+    let reply = shopper.ask("after", "发票怎么申请").await;
+    assert_eq!(reply["kind"], "answer", "the bot speaks again: {reply}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_queue_and_its_messages_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) = desk(dir.path(), &[("ann", 3, &[])]).await;
+    let app = spawn_with(config.clone()).await;
+    let (mut shopper, conversation) = handed_over(&app).await;
+    let queued = shopper.recv_type("queue").await;
+    assert_eq!(queued["agents_online"], 0);
+    assert!(queued["estimated_wait_seconds"].is_null(), "{queued}");
+    assert!(queued["text"].as_str().unwrap().contains("leave a message"), "{queued}");
+    shopper.message("left", "我的订单少发了一件，麻烦看一下").await;
+    drop(shopper);
+    app.stop().await;
+
+    let app = spawn_with(config).await;
+    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], true).await;
+    let assigned = ann.recv_type("assigned").await;
+    assert_eq!(assigned["conversation_id"], conversation.as_str());
+    let texts: Vec<&str> =
+        assigned["transcript"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(texts.contains(&"我的订单少发了一件，麻烦看一下"), "{texts:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn agents_see_and_reach_only_their_own_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = desk(dir.path(), &[]).await;
+    let other = mibot::admin::add_agent(&config, "other", "olga", &[], Some(3)).await.unwrap().0;
+    let app = spawn_with(config).await;
+    let (mut olga, welcome) = AgentClient::login(app.addr, &other, false).await;
+    assert_eq!(welcome["store"], "other");
+    let (_shopper, conversation) = handed_over(&app).await;
+    olga.send(json!({"type": "claim", "conversation_id": conversation})).await;
+    let refused = olga.recv_type("error").await;
+    assert_eq!(refused["code"], "not_found", "{refused}");
+    olga.send(json!({"type": "reply", "conversation_id": conversation, "text": "hi"})).await;
+    assert_eq!(olga.recv_type("error").await["code"], "not_found");
+
+    let (stranger, refused) = AgentClient::login(app.addr, "at_not-a-token", true).await;
+    assert_eq!(refused["code"], "unauthorized", "{refused}");
+    stranger.disconnect().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn waiting_shoppers_see_their_place_move_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) = desk(dir.path(), &[("ann", 3, &[])]).await;
+    let app = spawn_with(config).await;
+    let mut shoppers = Vec::new();
+    for n in 1..=3 {
+        let (mut shopper, conversation) = handed_over(&app).await;
+        let place = shopper.recv_type("queue").await;
+        assert_eq!(place["position"], n, "{place}");
+        shoppers.push((shopper, conversation));
+    }
+    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], false).await;
+    for (shopper, _) in &mut shoppers {
+        loop {
+            let place = shopper.recv_type("queue").await;
+            if place["agents_online"] == 1 {
+                assert!(place["estimated_wait_seconds"].as_u64().is_some(), "{place}");
+                break;
+            }
+        }
+    }
+    ann.send(json!({"type": "claim", "conversation_id": shoppers[0].1})).await;
+    ann.recv_type("assigned").await;
+    for (n, (shopper, _)) in shoppers.iter_mut().enumerate().skip(1) {
+        let place = shopper.recv_type("queue").await;
+        assert_eq!(place["position"], n, "{place}");
+    }
+    app.stop().await;
+}
