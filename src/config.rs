@@ -40,6 +40,23 @@ pub struct Config {
 pub struct StoreSettings {
     /// The store's own thresholds; keys not given take the built-in defaults.
     pub triage: Option<TriageConfig>,
+    /// Who answers first.
+    pub reception: Reception,
+    /// Replies the store's agents can send with one click (in addition to `agents.canned_replies`).
+    pub canned_replies: Vec<String>,
+}
+
+/// Who answers a shopper first (the reception modes of 店小蜜).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reception {
+    /// The bot answers; people take what it hands over.
+    #[default]
+    BotFirst,
+    /// People answer while any agent is online; the bot answers when none is.
+    HumanFirst,
+    /// People answer everything; the bot only suggests answers to them.
+    AssistOnly,
 }
 
 /// Merchant API limits.
@@ -62,11 +79,56 @@ pub struct AgentsConfig {
     pub seconds_per_chat: u64,
     /// Chats an agent takes at once, unless `mibot agent add --max-chats` says otherwise.
     pub default_max_chats: u32,
+    /// When people answer, as `HH:MM-HH:MM` in local time (`24:00` = midnight); outside these
+    /// hours a shopper waiting for a person is told to leave a message.
+    pub business_hours: String,
+    /// The stores' local time, as minutes east of UTC (480 = China Standard Time).
+    pub utc_offset_minutes: i32,
+    /// Replies every agent can send with one click.
+    pub canned_replies: Vec<String>,
 }
 
 impl Default for AgentsConfig {
     fn default() -> Self {
-        Self { answer_timeout_seconds: 60, seconds_per_chat: 180, default_max_chats: 3 }
+        Self {
+            answer_timeout_seconds: 60,
+            seconds_per_chat: 180,
+            default_max_chats: 3,
+            business_hours: "09:00-24:00".into(),
+            utc_offset_minutes: 480,
+            canned_replies: vec![
+                "您好，我是人工客服，请问有什么可以帮您？".into(),
+                "好的，我帮您查一下，请稍等。".into(),
+                "还有其他可以帮您的吗？".into(),
+            ],
+        }
+    }
+}
+
+impl AgentsConfig {
+    /// The business hours as minutes of the local day, `[start, end)`.
+    pub fn hours(&self) -> Result<(u32, u32), String> {
+        let minutes = |hm: &str| -> Option<u32> {
+            let (h, m) = hm.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+        };
+        let bad =
+            || format!("agents.business_hours must look like 09:00-24:00, not {:?}", self.business_hours);
+        let (start, end) = self.business_hours.split_once('-').ok_or_else(bad)?;
+        let (start, end) = (minutes(start).ok_or_else(bad)?, minutes(end).ok_or_else(bad)?);
+        if start >= end {
+            return Err(bad());
+        }
+        Ok((start, end))
+    }
+
+    /// Whether `at` (milliseconds since the epoch) is within business hours.
+    pub fn is_open(&self, at: i64) -> bool {
+        let Ok((start, end)) = self.hours() else { return true };
+        let local_minutes = (at / 60_000 + i64::from(self.utc_offset_minutes)).rem_euclid(24 * 60);
+        let minute = u32::try_from(local_minutes).unwrap_or(0);
+        (start..end).contains(&minute)
     }
 }
 
@@ -237,6 +299,17 @@ impl Config {
         self.stores.get(store).and_then(|s| s.triage.as_ref()).unwrap_or(&self.triage)
     }
 
+    /// The reception mode of `store`.
+    pub fn reception_for(&self, store: &str) -> Reception {
+        self.stores.get(store).map(|s| s.reception).unwrap_or_default()
+    }
+
+    /// The canned replies `store`'s agents can send.
+    pub fn canned_replies_for(&self, store: &str) -> Vec<String> {
+        let own = self.stores.get(store).map(|s| s.canned_replies.as_slice()).unwrap_or_default();
+        self.agents.canned_replies.iter().chain(own).cloned().collect()
+    }
+
     /// Checks that the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, settings) in &self.stores {
@@ -245,6 +318,7 @@ impl Config {
             }
         }
         self.triage.validate().map_err(ConfigError::Invalid)?;
+        self.agents.hours().map_err(ConfigError::Invalid)?;
         if self.chat.max_message_chars == 0 || self.chat.max_frame_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "chat.max_message_chars must be positive and chat.max_frame_bytes at least 1024".into(),
@@ -295,6 +369,18 @@ mod tests {
         let mut bad = config.clone();
         bad.stores.get_mut("strict").unwrap().triage.as_mut().unwrap().clarify_threshold = 0.95;
         assert!(bad.validate().unwrap_err().to_string().contains("stores.strict"));
+    }
+
+    #[test]
+    fn business_hours_are_local_time() {
+        let agents = AgentsConfig::default();
+        // 2026-11-23T00:30:00Z is 08:30 in Beijing: closed; 01:00Z is 09:00: open.
+        let at = |s: &str| crate::knowledge::pack::parse_instant(s).unwrap().0;
+        assert!(!agents.is_open(at("2026-11-23T00:30:00Z")));
+        assert!(agents.is_open(at("2026-11-23T01:00:00Z")));
+        assert!(agents.is_open(at("2026-11-23T15:59:00Z")));
+        let bad = AgentsConfig { business_hours: "9-5".into(), ..AgentsConfig::default() };
+        assert!(bad.hours().is_err());
     }
 
     #[test]

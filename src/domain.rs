@@ -144,6 +144,8 @@ pub enum HandoffReason {
     NotifyFlag,
     /// An agent passed the chat on to another agent or group.
     AgentTransfer,
+    /// The store's reception mode sends shoppers to people first (`human_first`, `assist_only`).
+    Reception,
 }
 
 impl HandoffReason {
@@ -152,7 +154,7 @@ impl HandoffReason {
         match self {
             HandoffReason::Complaint => 40,
             HandoffReason::AgentTransfer => 30,
-            HandoffReason::AskedForHuman => 20,
+            HandoffReason::AskedForHuman | HandoffReason::Reception => 20,
             HandoffReason::RepeatedFallback => 15,
             HandoffReason::NotifyFlag => 10,
         }
@@ -188,6 +190,7 @@ str_enum!(HandoffReason {
     RepeatedFallback => "repeated_fallback",
     NotifyFlag => "notify_flag",
     AgentTransfer => "agent_transfer",
+    Reception => "reception",
 });
 
 /// The two languages mibot speaks.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{Config, Reception};
 use crate::domain::{ChatStatus, ClientMessageId, Clock, HandoffReason, ResumeToken, StoreId};
 use crate::escalation::Desk;
 use crate::knowledge::KnowledgeBase;
@@ -222,6 +222,27 @@ impl Session {
             return Ok(());
         }
         if appended.status != ChatStatus::Bot {
+            return Ok(());
+        }
+        let to_people = match self.config.reception_for(self.store_id.as_str()) {
+            Reception::BotFirst => false,
+            Reception::HumanFirst => self.desk.agents_online(&self.store_id).await > 0,
+            Reception::AssistOnly => true,
+        };
+        if to_people {
+            let reason = HandoffReason::Reception;
+            if let Some(current) = self.conversation.as_mut() {
+                current.status = ChatStatus::WaitingForAgent;
+                current.handoff_reason = Some(reason);
+            }
+            // The status goes first: queueing may assign the chat at once, and say so.
+            let status = ServerEvent::Status {
+                status: ChatStatus::WaitingForAgent,
+                reason: Some(reason),
+                agent: None,
+            };
+            self.send(status).await?;
+            self.desk.enqueue(&self.store_id, conversation.id, reason, text, self.clock.now()).await?;
             return Ok(());
         }
 

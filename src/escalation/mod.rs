@@ -198,6 +198,11 @@ impl Desk {
         self.announce_queue(desk);
     }
 
+    /// How many of the store's agents are online.
+    pub async fn agents_online(&self, store: &StoreId) -> usize {
+        self.state.lock().await.get(store).map_or(0, |d| d.agents.len())
+    }
+
     /// A shopper's connection has gone.
     pub async fn shopper_left(&self, store: &StoreId, conversation: ConversationId) {
         if let Some(desk) = self.state.lock().await.get_mut(store) {
@@ -300,6 +305,7 @@ impl Desk {
             groups: account.groups.clone(),
             max_chats: account.max_chats,
             auto_assign,
+            canned_replies: self.config.canned_replies_for(account.store.as_str()),
         });
         let mut state = self.state.lock().await;
         let desk = state.entry(account.store.clone()).or_default();
@@ -667,9 +673,18 @@ impl Desk {
         let waiting = desk.waiting();
         let online = desk.agents.len();
         let now = Millis::now();
+        let hours = &self.config.agents;
         for (position, (conversation, _)) in waiting.iter().enumerate() {
             let position = position + 1;
-            let (estimate, text) = if online == 0 {
+            let (estimate, text) = if !hours.is_open(now.0) {
+                (
+                    None,
+                    format!(
+                        "现在是非工作时间（客服时间 {0}），您可以留言，我们上班后会第一时间回复您。Our agents work {0}: leave a message and we will reply when we are back.",
+                        hours.business_hours
+                    ),
+                )
+            } else if online == 0 {
                 (None, "现在没有客服在线，您可以留言，客服上线后会第一时间回复您。No agent is online right now: leave a message and we will reply as soon as one is.".to_owned())
             } else {
                 let seconds = self.config.agents.seconds_per_chat * position as u64 / online as u64;

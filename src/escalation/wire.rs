@@ -102,6 +102,8 @@ pub enum AgentEvent {
         max_chats: u32,
         /// Whether chats are assigned to them automatically.
         auto_assign: bool,
+        /// One-click replies.
+        canned_replies: Vec<String>,
     },
     /// The waiting chats, first served first; sent whenever the queue changes.
     Queue {

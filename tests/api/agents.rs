@@ -300,3 +300,42 @@ async fn waiting_shoppers_see_their_place_move_up() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn reception_modes_send_shoppers_to_people_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, tokens) = desk(dir.path(), &[("ann", 3, &[])]).await;
+    let settings = |reception| mibot::config::StoreSettings { reception, ..Default::default() };
+    config.stores.insert("shop".into(), settings(mibot::config::Reception::HumanFirst));
+    let app = spawn_with(config.clone()).await;
+
+    // Human first, nobody online: the bot answers.
+    let reply = app.ask_once("shop", "发票怎么申请").await;
+    assert_eq!(reply["kind"], "answer", "{reply}");
+    // Someone online: the question goes to them, and the bot says nothing.
+    let (mut ann, welcome) = AgentClient::login(app.addr, &tokens[0], true).await;
+    assert!(!welcome["canned_replies"].as_array().unwrap().is_empty(), "{welcome}");
+    let mut shopper = app.connect("shop").await;
+    shopper.hello(None).await;
+    shopper.message("q1", "发票怎么申请").await;
+    let status = shopper.recv().await;
+    assert_eq!(
+        (status["status"].as_str(), status["reason"].as_str()),
+        (Some("waiting_for_agent"), Some("reception")),
+        "{status}"
+    );
+    assert_eq!(assigned_to(&mut shopper).await, "ann");
+    let assigned = ann.recv_type("assigned").await;
+    assert_eq!(assigned["suggestions"][0]["entry"], "invoice", "the bot suggests instead: {assigned}");
+    app.stop().await;
+
+    // Assist only: people answer even when nobody is online (the shopper leaves a message).
+    config.stores.insert("shop".into(), settings(mibot::config::Reception::AssistOnly));
+    let app = spawn_with(config).await;
+    let mut shopper = app.connect("shop").await;
+    shopper.hello(None).await;
+    shopper.message("q1", "发票怎么申请").await;
+    assert_eq!(shopper.recv().await["status"], "waiting_for_agent");
+    assert_eq!(shopper.recv_type("queue").await["agents_online"], 0);
+    app.stop().await;
+}

@@ -38,6 +38,8 @@ pub(crate) fn test_config(data_dir: &Path) -> Config {
     config.content.knowledge_dir = repo().join("tests/fixtures/knowledge");
     config.chat.max_message_chars = 200;
     config.chat.max_frame_bytes = 4096;
+    // Agents are at work whenever the tests run.
+    config.agents.business_hours = "00:00-24:00".into();
     config
 }
 

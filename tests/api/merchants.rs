@@ -335,7 +335,9 @@ async fn a_store_can_override_an_intent_and_have_its_own_thresholds() {
     let mut strict = config.triage.clone();
     strict.answer_threshold = 0.999;
     strict.clarify_threshold = 0.99;
-    config.stores.insert("other".into(), mibot::config::StoreSettings { triage: Some(strict) });
+    config
+        .stores
+        .insert("other".into(), mibot::config::StoreSettings { triage: Some(strict), ..Default::default() });
     let app = spawn_with(config).await;
 
     assert!(text(&app.ask_once("other", "你好").await).contains("欢迎光临小店"));
