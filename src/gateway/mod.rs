@@ -3,12 +3,14 @@
 //! `GET /ws/chat?store=STORE` upgrades to the chat protocol ([`crate::protocol`]);
 //! `GET /ws/agent` to the agents' protocol ([`crate::escalation::wire`]);
 //! `/api/v1/…` is the merchant API ([`merchant`], described by `/api/v1/openapi.json`);
+//! `/console`, `/widget.js` and `/chat-demo` are the web pages ([`pages`]);
 //! `GET /healthz` answers when the server is up. Errors become `error` frames or JSON error
 //! bodies here, and only here; shoppers and merchants never see internals.
 
 mod agent;
 mod chat;
 mod merchant;
+mod pages;
 
 use std::sync::Arc;
 
@@ -51,5 +53,6 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/agent", get(agent::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .merge(merchant::routes(&state))
+        .merge(pages::routes())
         .with_state(state)
 }

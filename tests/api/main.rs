@@ -3,6 +3,7 @@
 mod agents;
 mod bad_input;
 mod bench;
+mod browser;
 mod chat;
 mod eval_command;
 mod helpers;

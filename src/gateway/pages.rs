@@ -1,0 +1,53 @@
+//! The web pages mibot serves from the binary: the agent console (`/console`), the embeddable
+//! chat widget (`/widget.js`) and a demo storefront that embeds it (`/chat-demo`). Plain HTML,
+//! CSS and JavaScript; every text they show is set as text, never parsed as HTML.
+
+use axum::Router;
+use axum::extract::Query;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::AppState;
+use crate::domain::StoreId;
+
+const CONSOLE_HTML: &str = include_str!("../../web/console.html");
+const CONSOLE_JS: &str = include_str!("../../web/console.js");
+const CONSOLE_CSS: &str = include_str!("../../web/console.css");
+const WIDGET_JS: &str = include_str!("../../web/widget.js");
+const CHAT_DEMO_HTML: &str = include_str!("../../web/chat-demo.html");
+
+/// The page routes.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(|| async { Html(CONSOLE_HTML) }))
+        .route("/console.js", get(|| async { script(CONSOLE_JS) }))
+        .route(
+            "/console.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CONSOLE_CSS) }),
+        )
+        .route("/widget.js", get(|| async { script(WIDGET_JS) }))
+        .route("/chat-demo", get(chat_demo))
+}
+
+fn script(body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], body)
+}
+
+#[derive(Debug, Deserialize)]
+struct DemoParams {
+    store: Option<String>,
+}
+
+/// The demo storefront, for the demo store or `?store=NAME` (a valid store name, so it is safe
+/// in the page).
+async fn chat_demo(Query(params): Query<DemoParams>) -> Html<String> {
+    let store = params.store.and_then(|s| StoreId::parse(&s).ok());
+    match store {
+        Some(store) => {
+            Html(CHAT_DEMO_HTML.replace("data-store=\"demo\"", &format!("data-store=\"{}\"", store.as_str())))
+        }
+        None => Html(CHAT_DEMO_HTML.to_owned()),
+    }
+}

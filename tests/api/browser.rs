@@ -1,0 +1,44 @@
+//! The chat widget and the agent console, end to end in headless Chromium (driven by
+//! `tests/browser/e2e.mjs` with Playwright). `.ci/run` installs Chromium and Playwright.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::helpers::{spawn_with, test_config};
+
+#[tokio::test]
+async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let scripts = repo.join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        scripts.join("node_modules/playwright-core").exists() && std::path::Path::new(&chromium).exists(),
+        "browser tests need Chromium ({chromium}) and Playwright: `apt-get install chromium` and \
+         `npm ci --prefix tests/browser` (bash .ci/run does both)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    mibot::admin::create_store(&config, "shop").await.unwrap();
+    let token = mibot::admin::add_agent(&config, "shop", "lily", &[], Some(3)).await.unwrap().0;
+    let app = spawn_with(config).await;
+
+    let run = tokio::process::Command::new("node")
+        .arg(scripts.join("e2e.mjs"))
+        .arg(format!("http://{}", app.addr))
+        .arg(&token)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let output =
+        tokio::time::timeout(Duration::from_secs(180), run).await.expect("the browser run ends").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no report from the browser run\nstdout: {stdout}\nstderr: {stderr}"));
+    assert_eq!(report["ok"], true, "{report}\nstderr: {stderr}");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 7, "{report}");
+    app.stop().await;
+}

@@ -1,0 +1,220 @@
+// mibot's agent console: signs in on /ws/agent, shows the queue, the agent's chats with their
+// transcripts (bot traces included), suggested answers and canned replies, and sends replies,
+// transfers, closes and hand-backs. Every text is shown with textContent, never as HTML.
+(function () {
+  "use strict";
+  var $ = function (id) { return document.getElementById(id); };
+  var ws = null;
+  var me = null;
+  var chats = new Map(); // conversation id -> { reason, messages: [], suggestions: [], unread }
+  var current = null;
+  var tokenKey = "mibot:agent_token";
+
+  function flash(text) {
+    $("flash").textContent = text;
+    clearTimeout(flash.timer);
+    flash.timer = setTimeout(function () { $("flash").textContent = ""; }, 4000);
+  }
+
+  function el(tag, className, text) {
+    var e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function short(id) { return String(id).slice(0, 8); }
+
+  function send(frame) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+  }
+
+  function renderQueue(waiting) {
+    var list = $("queue");
+    list.textContent = "";
+    $("queue-count").textContent = String(waiting.length);
+    waiting.forEach(function (item) {
+      var li = el("li");
+      li.dataset.conversation = item.conversation_id;
+      li.appendChild(el("div", "q", item.last_message || "(no message)"));
+      li.appendChild(el("div", "meta", (item.reason || "") + (item.group ? " · " + item.group : "") + " · waiting " + item.waiting_seconds + "s"));
+      var claim = el("button", "claim", "Claim");
+      claim.type = "button";
+      claim.addEventListener("click", function () { send({ type: "claim", conversation_id: item.conversation_id }); });
+      li.appendChild(claim);
+      list.appendChild(li);
+    });
+  }
+
+  function renderChats() {
+    var list = $("chats");
+    list.textContent = "";
+    chats.forEach(function (chat, id) {
+      var li = el("li", "chat-tab" + (id === current ? " active" : "") + (chat.unread ? " unread" : ""));
+      li.dataset.conversation = id;
+      var last = chat.messages.length ? chat.messages[chat.messages.length - 1].text : "";
+      li.appendChild(el("div", "", "Chat " + short(id)));
+      li.appendChild(el("div", "meta", last));
+      li.addEventListener("click", function () { select(id); });
+      list.appendChild(li);
+    });
+  }
+
+  function renderTranscript() {
+    var chat = chats.get(current);
+    var box = $("transcript");
+    box.textContent = "";
+    if (!chat) return;
+    chat.messages.forEach(function (m) {
+      var div = el("div", "msg");
+      div.dataset.role = m.role;
+      var who = m.role === "agent" ? (m.author || "agent") : m.role;
+      if (m.role === "bot" && m.trace && m.trace.matched) who += " · " + m.trace.matched + (m.trace.score != null ? " (" + Number(m.trace.score).toFixed(2) + ")" : "");
+      div.appendChild(el("span", "who", who));
+      div.appendChild(document.createTextNode(m.text));
+      box.appendChild(div);
+    });
+    box.scrollTop = box.scrollHeight;
+  }
+
+  function renderSuggestions() {
+    var chat = chats.get(current);
+    var list = $("suggestions");
+    list.textContent = "";
+    (chat ? chat.suggestions : []).forEach(function (s) {
+      var li = el("li");
+      li.appendChild(el("div", "q", s.question));
+      li.appendChild(el("div", "a", s.answer));
+      li.title = "Click to put this answer in the reply box";
+      li.addEventListener("click", function () { $("reply").value = s.answer; $("reply").focus(); });
+      list.appendChild(li);
+    });
+  }
+
+  function select(id) {
+    current = id;
+    var chat = chats.get(id);
+    if (chat) chat.unread = false;
+    $("empty").hidden = !!chat;
+    $("open").hidden = !chat;
+    if (chat) {
+      $("chat-title").textContent = "Chat " + short(id);
+      $("chat-reason").textContent = chat.reason || "";
+    }
+    renderChats();
+    renderTranscript();
+    renderSuggestions();
+  }
+
+  function drop(id) {
+    chats.delete(id);
+    if (current === id) {
+      current = null;
+      var next = chats.keys().next();
+      select(next.done ? null : next.value);
+    } else {
+      renderChats();
+    }
+  }
+
+  function onEvent(ev) {
+    switch (ev.type) {
+      case "welcome":
+        me = ev;
+        $("signin").hidden = true;
+        $("desk").hidden = false;
+        $("me").textContent = ev.agent + " · " + ev.store;
+        $("conn").textContent = "online";
+        $("conn").className = "badge online";
+        var canned = $("canned");
+        canned.textContent = "";
+        (ev.canned_replies || []).forEach(function (text) {
+          var li = el("li", "", text);
+          li.addEventListener("click", function () { $("reply").value = text; $("reply").focus(); });
+          canned.appendChild(li);
+        });
+        break;
+      case "queue":
+        renderQueue(ev.waiting);
+        break;
+      case "assigned":
+        chats.set(ev.conversation_id, { reason: ev.reason, messages: ev.transcript, suggestions: ev.suggestions, unread: true });
+        flash("New chat assigned");
+        if (!current) select(ev.conversation_id);
+        else renderChats();
+        break;
+      case "shopper_message":
+        var chat = chats.get(ev.conversation_id);
+        if (!chat) break;
+        chat.messages.push({ role: "shopper", text: ev.text, at: ev.at });
+        chat.suggestions = ev.suggestions;
+        chat.unread = ev.conversation_id !== current;
+        if (ev.conversation_id === current) { renderTranscript(); renderSuggestions(); }
+        renderChats();
+        break;
+      case "sent":
+        break;
+      case "unassigned":
+        flash("Chat " + short(ev.conversation_id) + " left you: " + ev.why);
+        drop(ev.conversation_id);
+        break;
+      case "released":
+        flash(ev.status === "closed" ? "Chat closed" : "Chat handed back to the bot");
+        drop(ev.conversation_id);
+        break;
+      case "error":
+        if (!me) {
+          $("login-error").textContent = ev.message;
+          sessionStorage.removeItem(tokenKey);
+        } else {
+          flash(ev.message);
+        }
+        break;
+    }
+  }
+
+  function connect(token, auto) {
+    var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/agent";
+    ws = new WebSocket(url);
+    ws.addEventListener("open", function () { send({ type: "login", token: token, auto_assign: auto }); });
+    ws.addEventListener("message", function (m) { onEvent(JSON.parse(m.data)); });
+    ws.addEventListener("close", function () {
+      $("conn").textContent = "offline";
+      $("conn").className = "badge";
+      if (me) setTimeout(function () { connect(token, auto); }, 1000);
+    });
+  }
+
+  $("login-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    var token = $("token").value.trim();
+    sessionStorage.setItem(tokenKey, token);
+    connect(token, $("auto").checked);
+  });
+
+  $("reply-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = $("reply").value.trim();
+    if (!text || !current) return;
+    send({ type: "reply", conversation_id: current, text: text });
+    chats.get(current).messages.push({ role: "agent", author: me && me.agent, text: text });
+    $("reply").value = "";
+    renderTranscript();
+  });
+  $("reply").addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("reply-form").requestSubmit(); }
+  });
+  $("close").addEventListener("click", function () { if (current) send({ type: "close", conversation_id: current }); });
+  $("handback").addEventListener("click", function () { if (current) send({ type: "hand_back", conversation_id: current }); });
+  $("transfer").addEventListener("click", function () {
+    var to = $("transfer-to").value.trim();
+    if (!current || !to) return;
+    var frame = { type: "transfer", conversation_id: current };
+    if (to.indexOf("group:") === 0) frame.to_group = to.slice(6); else frame.to_agent = to;
+    send(frame);
+  });
+
+  var saved = sessionStorage.getItem(tokenKey);
+  if (saved) connect(saved, true);
+})();

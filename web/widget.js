@@ -1,0 +1,207 @@
+// mibot's chat widget. Embed it on any page with one tag:
+//   <script src="https://YOUR-MIBOT/widget.js" data-store="STORE" data-product="SKU" defer></script>
+// It opens a chat window in the corner, talks to mibot over a WebSocket, and keeps the
+// conversation across page loads (the resume token is kept in localStorage).
+// Everything shoppers, the bot and agents write is shown as text, never as HTML.
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var store = (script && script.dataset.store) || "demo";
+  var product = script && script.dataset.product;
+  var origin = new URL(script ? script.src : location.href, location.href);
+  var wsUrl = (origin.protocol === "https:" ? "wss://" : "ws://") + origin.host + "/ws/chat?store=" + encodeURIComponent(store);
+  var tokenKey = "mibot:" + store + ":resume_token";
+
+  var css =
+    "#mibot{position:fixed;right:20px;bottom:20px;width:340px;max-width:calc(100vw - 40px);height:480px;display:flex;flex-direction:column;" +
+    "background:#fff;border:1px solid #d0d7de;border-radius:12px;box-shadow:0 8px 24px rgba(0,0,0,.15);font:14px/1.45 system-ui,sans-serif;z-index:2147483000}" +
+    "#mibot header{padding:10px 14px;background:#ff5000;color:#fff;border-radius:12px 12px 0 0;font-weight:600}" +
+    "#mibot .mibot-log{flex:1;overflow-y:auto;padding:10px;display:flex;flex-direction:column;gap:6px}" +
+    "#mibot .mibot-msg{max-width:85%;padding:6px 10px;border-radius:10px;white-space:pre-wrap;word-break:break-word}" +
+    "#mibot .mibot-msg[data-role=shopper]{align-self:flex-end;background:#ffe8dc}" +
+    "#mibot .mibot-msg[data-role=bot]{align-self:flex-start;background:#f2f4f7}" +
+    "#mibot .mibot-msg[data-role=agent]{align-self:flex-start;background:#e3f2e6}" +
+    "#mibot .mibot-notice{align-self:center;color:#57606a;font-size:12px;text-align:center}" +
+    "#mibot .mibot-chips{display:flex;flex-wrap:wrap;gap:4px}" +
+    "#mibot .mibot-chips button,#mibot .mibot-rate button{border:1px solid #ff5000;background:#fff;color:#ff5000;border-radius:12px;padding:2px 8px;cursor:pointer}" +
+    "#mibot form{display:flex;border-top:1px solid #d0d7de}" +
+    "#mibot input{flex:1;border:0;padding:10px;font:inherit;outline:none}" +
+    "#mibot form button{border:0;background:#ff5000;color:#fff;padding:0 16px;font:inherit;cursor:pointer;border-radius:0 0 12px 0}";
+
+  var root = document.createElement("div");
+  root.id = "mibot";
+  root.setAttribute("role", "dialog");
+  root.setAttribute("aria-label", "Customer service chat");
+  var style = document.createElement("style");
+  style.textContent = css;
+  var header = document.createElement("header");
+  header.textContent = "在线客服 · Customer service";
+  var log = document.createElement("div");
+  log.className = "mibot-log";
+  log.setAttribute("aria-live", "polite");
+  var form = document.createElement("form");
+  var input = document.createElement("input");
+  input.id = "mibot-input";
+  input.placeholder = "输入您的问题… Type your question";
+  input.maxLength = 2000;
+  input.autocomplete = "off";
+  var send = document.createElement("button");
+  send.id = "mibot-send";
+  send.type = "submit";
+  send.textContent = "发送";
+  form.append(input, send);
+  root.append(style, header, log, form);
+
+  function mount() {
+    document.body.appendChild(root);
+  }
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount);
+
+  function scroll() {
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function bubble(role, text) {
+    var el = document.createElement("div");
+    el.className = "mibot-msg";
+    el.dataset.role = role;
+    el.textContent = text;
+    log.appendChild(el);
+    scroll();
+    return el;
+  }
+
+  function notice(text, kind) {
+    var el = document.createElement("div");
+    el.className = "mibot-notice";
+    if (kind) el.dataset.kind = kind;
+    el.textContent = text;
+    log.appendChild(el);
+    scroll();
+    return el;
+  }
+
+  function chips(items, onPick) {
+    if (!items || !items.length) return;
+    var box = document.createElement("div");
+    box.className = "mibot-chips";
+    items.forEach(function (item) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.textContent = item;
+      b.addEventListener("click", function () { onPick(item); });
+      box.appendChild(b);
+    });
+    log.appendChild(box);
+    scroll();
+  }
+
+  var ws = null;
+  var counter = 0;
+  var pending = [];
+  var queueNotice = null;
+
+  function say(text) {
+    text = text.trim();
+    if (!text) return;
+    var id = "w" + Date.now().toString(36) + "-" + counter++;
+    bubble("shopper", text);
+    var frame = JSON.stringify({ type: "message", id: id, text: text });
+    if (ws && ws.readyState === WebSocket.OPEN && ws.mibotReady) ws.send(frame);
+    else pending.push(frame);
+  }
+
+  function rate(score) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "rate", score: score }));
+  }
+
+  var statusText = {
+    waiting_for_agent: "正在为您转接人工客服… Connecting you with a person…",
+    bot: "智能客服为您服务。You are chatting with the assistant again.",
+    closed: "会话已结束。This conversation has ended."
+  };
+
+  function onEvent(ev) {
+    switch (ev.type) {
+      case "welcome":
+        localStorage.setItem(tokenKey, ev.resume_token);
+        log.textContent = "";
+        (ev.history || []).forEach(function (m) { bubble(m.role, m.text); });
+        if (!ev.history || !ev.history.length) bubble("bot", "您好！有什么可以帮您？Hi! How can I help?");
+        ws.mibotReady = true;
+        pending.splice(0).forEach(function (f) { ws.send(f); });
+        break;
+      case "reply":
+        bubble("bot", ev.text);
+        chips(ev.suggestions, say);
+        break;
+      case "agent_message":
+        bubble("agent", ev.agent + "：" + ev.text);
+        break;
+      case "status":
+        if (ev.status === "with_agent") notice("人工客服 " + ev.agent + " 为您服务。" + ev.agent + " is here to help.", "with_agent");
+        else if (statusText[ev.status]) notice(statusText[ev.status], ev.status);
+        if (ev.status === "closed") localStorage.removeItem(tokenKey);
+        break;
+      case "queue":
+        if (queueNotice) queueNotice.remove();
+        queueNotice = notice(ev.text, "queue");
+        break;
+      case "rate_request":
+        notice(ev.text, "rate_request");
+        var box = document.createElement("div");
+        box.className = "mibot-rate";
+        [1, 2, 3, 4, 5].forEach(function (n) {
+          var b = document.createElement("button");
+          b.type = "button";
+          b.dataset.score = String(n);
+          b.textContent = n + "★";
+          b.addEventListener("click", function () { rate(n); box.remove(); });
+          box.appendChild(b);
+        });
+        log.appendChild(box);
+        scroll();
+        break;
+      case "rated":
+        notice("感谢您的评价！Thank you for your rating.", "rated");
+        break;
+      case "error":
+        if (ev.code === "unknown_resume_token" || ev.code === "conversation_closed") {
+          localStorage.removeItem(tokenKey);
+          ws.send(JSON.stringify({ type: "hello" }));
+        } else {
+          notice(ev.message, "error");
+        }
+        break;
+    }
+  }
+
+  var retry = 500;
+  function connect() {
+    ws = new WebSocket(wsUrl);
+    ws.mibotReady = false;
+    ws.addEventListener("open", function () {
+      retry = 500;
+      var hello = { type: "hello" };
+      var token = localStorage.getItem(tokenKey);
+      if (token) hello.resume_token = token;
+      if (product) hello.product = product;
+      ws.send(JSON.stringify(hello));
+    });
+    ws.addEventListener("message", function (m) {
+      try { onEvent(JSON.parse(m.data)); } catch (e) { /* not ours */ }
+    });
+    ws.addEventListener("close", function () {
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    });
+  }
+  connect();
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    say(input.value);
+    input.value = "";
+  });
+})();
