@@ -198,6 +198,25 @@ impl Desk {
         self.announce_queue(desk);
     }
 
+    /// The store's waiting chats, first served first.
+    pub async fn queue(&self, store: &StoreId) -> Vec<QueueItem> {
+        let state = self.state.lock().await;
+        state.get(store).map(|desk| queue_items(desk, Millis::now())).unwrap_or_default()
+    }
+
+    /// A conversation of `store` with its transcript; `None` if it is not that store's.
+    pub async fn chat(
+        &self,
+        store: &StoreId,
+        conversation: ConversationId,
+    ) -> Result<Option<(crate::store::ChatSummary, Vec<crate::store::TranscriptItem>)>, StoreError> {
+        let Some(summary) = self.agents.chat_summary(conversation).await? else { return Ok(None) };
+        if summary.store != *store {
+            return Ok(None);
+        }
+        Ok(Some((summary, self.agents.transcript(conversation).await?)))
+    }
+
     /// How many of the store's agents are online.
     pub async fn agents_online(&self, store: &StoreId) -> usize {
         self.state.lock().await.get(store).map_or(0, |d| d.agents.len())
@@ -706,19 +725,24 @@ impl Desk {
                 },
             );
         }
-        let items: Vec<QueueItem> = waiting
-            .iter()
-            .map(|(id, c)| QueueItem {
-                conversation_id: *id,
-                reason: c.reason,
-                priority: c.priority,
-                group: c.group.clone(),
-                waiting_seconds: u64::try_from((now.0 - c.queued_at.0).max(0) / 1000).unwrap_or(0),
-                last_message: c.last_text.clone(),
-            })
-            .collect();
+        let items = queue_items(desk, now);
         for online in desk.agents.values() {
             let _ = online.events.send(AgentEvent::Queue { waiting: items.clone() });
         }
     }
+}
+
+/// The waiting chats of a store, as agents see them.
+fn queue_items(desk: &StoreDesk, now: Millis) -> Vec<QueueItem> {
+    desk.waiting()
+        .iter()
+        .map(|(id, c)| QueueItem {
+            conversation_id: *id,
+            reason: c.reason,
+            priority: c.priority,
+            group: c.group.clone(),
+            waiting_seconds: u64::try_from((now.0 - c.queued_at.0).max(0) / 1000).unwrap_or(0),
+            last_message: c.last_text.clone(),
+        })
+        .collect()
 }

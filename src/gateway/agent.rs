@@ -1,22 +1,104 @@
 //! The agent WebSocket (`/ws/agent`): sign in with a `login` frame, then take, answer,
-//! transfer and close chats ([`crate::escalation::wire`]). An agent only ever sees their own
-//! store's chats.
+//! transfer and close chats ([`crate::escalation::wire`]); and the agents' HTTP endpoints
+//! (`/api/v1/agent/…`, with the token as `Authorization: Bearer`). An agent only ever sees their
+//! own store's chats.
 
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::AppState;
-use crate::domain::ChatStatus;
+use crate::domain::{ChatStatus, ConversationId};
 use crate::escalation::{AgentCommand, AgentEvent, DeskError};
 use crate::store::AgentAccount;
 
 /// How long a new connection may take to sign in.
 const LOGIN_WAIT: Duration = Duration::from_secs(30);
+
+/// The agents' HTTP routes.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agent/me", get(me))
+        .route("/api/v1/agent/queue", get(queue))
+        .route("/api/v1/agent/conversations/{id}", get(conversation))
+}
+
+/// The signed-in agent, from a bearer token.
+async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<AgentAccount, (StatusCode, Json<Value>)> {
+    let refuse = |code: &str, message: &str| {
+        (StatusCode::UNAUTHORIZED, Json(json!({"error": code, "message": message})))
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    let Some(token) = token else {
+        return Err(refuse("missing_token", "send the agent token as 'Authorization: Bearer <token>'"));
+    };
+    match state.desk.authenticate(&token).await {
+        Ok(Some(agent)) => Ok(agent),
+        Ok(None) => Err(refuse("invalid_token", "that agent token is not valid")),
+        Err(e) => {
+            tracing::error!(error = %e, "agent sign-in failed");
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "unavailable", "message": "storage failed; try again"})),
+            ))
+        }
+    }
+}
+
+type HttpResult = Result<Json<Value>, (StatusCode, Json<Value>)>;
+
+async fn me(State(state): State<AppState>, headers: HeaderMap) -> HttpResult {
+    let agent = bearer(&state, &headers).await?;
+    Ok(Json(
+        json!({"agent": agent.name, "store": agent.store.as_str(), "groups": agent.groups, "max_chats": agent.max_chats}),
+    ))
+}
+
+async fn queue(State(state): State<AppState>, headers: HeaderMap) -> HttpResult {
+    let agent = bearer(&state, &headers).await?;
+    Ok(Json(json!({"waiting": state.desk.queue(&agent.store).await})))
+}
+
+async fn conversation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> HttpResult {
+    let agent = bearer(&state, &headers).await?;
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "not_found", "message": "no conversation with that id in your store"})),
+        )
+    };
+    let id = uuid::Uuid::parse_str(&id).map(ConversationId).map_err(|_| not_found())?;
+    match state.desk.chat(&agent.store, id).await {
+        Ok(Some((summary, transcript))) => {
+            Ok(Json(json!({"conversation_id": id, "summary": summary, "transcript": transcript})))
+        }
+        Ok(None) => Err(not_found()),
+        Err(e) => {
+            tracing::error!(error = %e, "reading a conversation failed");
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "unavailable", "message": "storage failed; try again"})),
+            ))
+        }
+    }
+}
 
 /// Upgrades to the agent protocol.
 pub(super) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {

@@ -54,5 +54,6 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(merchant::routes(&state))
         .merge(pages::routes())
+        .merge(agent::routes())
         .with_state(state)
 }

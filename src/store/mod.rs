@@ -292,9 +292,29 @@ pub struct TranscriptItem {
     pub trace: Option<serde_json::Value>,
 }
 
+/// Where a conversation stands, for the people working on it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChatSummary {
+    /// Its store.
+    pub store: StoreId,
+    /// Its status.
+    pub status: ChatStatus,
+    /// Why it was handed over.
+    pub handoff_reason: Option<HandoffReason>,
+    /// The agent who owns it (or last owned it).
+    pub agent: Option<String>,
+    /// The shopper's rating, 1 to 5.
+    pub rating: Option<u8>,
+    /// The shopper's comment with the rating.
+    pub rating_comment: Option<String>,
+}
+
 /// Agents and the escalation queue.
 #[async_trait]
 pub trait Agents: Send + Sync + std::fmt::Debug + 'static {
+    /// Where a conversation stands.
+    async fn chat_summary(&self, conversation: ConversationId) -> Result<Option<ChatSummary>, StoreError>;
+
     /// Adds an agent (by the digest of their token); false if the name is taken in the store.
     async fn add_agent(
         &self,

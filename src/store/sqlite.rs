@@ -21,8 +21,8 @@ use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AgentAccount, Agents, Appended, BotTurn, Conversation, Merchants, NewPackVersion, OpenChat, PackVersion,
-    Store, StoreError, StoredMessage, TranscriptItem,
+    AgentAccount, Agents, Appended, BotTurn, ChatSummary, Conversation, Merchants, NewPackVersion, OpenChat,
+    PackVersion, Store, StoreError, StoredMessage, TranscriptItem,
 };
 use crate::domain::{
     ChatStatus, ClientMessageId, ConversationId, HandoffReason, MessageId, Millis, ResumeToken, Role, StoreId,
@@ -639,6 +639,30 @@ fn corrupt(what: &str, value: &str) -> StoreError {
 /// whether it won.
 #[async_trait]
 impl Agents for SqliteStore {
+    async fn chat_summary(&self, conversation: ConversationId) -> Result<Option<ChatSummary>, StoreError> {
+        let row = sqlx::query(
+            "SELECT store, status, handoff_reason, agent, rating, rating_comment FROM conversations WHERE id = ?",
+        )
+        .bind(conversation.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let store: String = row.try_get("store")?;
+        let status: String = row.try_get("status")?;
+        let reason: Option<String> = row.try_get("handoff_reason")?;
+        Ok(Some(ChatSummary {
+            store: StoreId::parse(&store).map_err(|_| corrupt("store", &store))?,
+            status: ChatStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+            handoff_reason: reason
+                .as_deref()
+                .map(|r| HandoffReason::parse(r).ok_or_else(|| corrupt("reason", r)))
+                .transpose()?,
+            agent: row.try_get("agent")?,
+            rating: row.try_get::<Option<i64>, _>("rating")?.and_then(|r| u8::try_from(r).ok()),
+            rating_comment: row.try_get("rating_comment")?,
+        }))
+    }
+
     async fn add_agent(
         &self,
         agent: &AgentAccount,

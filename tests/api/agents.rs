@@ -252,7 +252,7 @@ async fn the_queue_and_its_messages_survive_a_restart() {
 #[tokio::test]
 async fn agents_see_and_reach_only_their_own_store() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, _) = desk(dir.path(), &[]).await;
+    let (config, tokens) = desk(dir.path(), &[("ann", 3, &[])]).await;
     let other = mibot::admin::add_agent(&config, "other", "olga", &[], Some(3)).await.unwrap().0;
     let app = spawn_with(config).await;
     let (mut olga, welcome) = AgentClient::login(app.addr, &other, false).await;
@@ -263,6 +263,24 @@ async fn agents_see_and_reach_only_their_own_store() {
     assert_eq!(refused["code"], "not_found", "{refused}");
     olga.send(json!({"type": "reply", "conversation_id": conversation, "text": "hi"})).await;
     assert_eq!(olga.recv_type("error").await["code"], "not_found");
+
+    // The agents' HTTP endpoints are scoped the same way.
+    let http = reqwest::Client::new();
+    let get =
+        |path: String, token: &str| http.get(format!("http://{}{path}", app.addr)).bearer_auth(token).send();
+    let theirs = get(format!("/api/v1/agent/conversations/{conversation}"), &other).await.unwrap();
+    assert_eq!(theirs.status().as_u16(), 404);
+    let ours = get(format!("/api/v1/agent/conversations/{conversation}"), &tokens[0]).await.unwrap();
+    assert_eq!(ours.status().as_u16(), 200);
+    let ours: Value = ours.json().await.unwrap();
+    assert_eq!(ours["summary"]["status"], "waiting_for_agent", "{ours}");
+    assert_eq!(ours["transcript"][0]["text"], "转人工", "{ours}");
+    let queue: Value = get("/api/v1/agent/queue".into(), &tokens[0]).await.unwrap().json().await.unwrap();
+    assert_eq!(queue["waiting"].as_array().unwrap().len(), 1, "{queue}");
+    let queue: Value = get("/api/v1/agent/queue".into(), &other).await.unwrap().json().await.unwrap();
+    assert_eq!(queue["waiting"].as_array().unwrap().len(), 0, "{queue}");
+    let anonymous = http.get(format!("http://{}/api/v1/agent/queue", app.addr)).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
 
     let (stranger, refused) = AgentClient::login(app.addr, "at_not-a-token", true).await;
     assert_eq!(refused["code"], "unauthorized", "{refused}");
