@@ -8,6 +8,7 @@
   var me = null;
   var chats = new Map(); // conversation id -> { reason, messages: [], suggestions: [], unread }
   var current = null;
+  var available = true;
   var tokenKey = "mibot:agent_token";
 
   function flash(text) {
@@ -126,6 +127,7 @@
         $("me").textContent = ev.agent + " · " + ev.store;
         $("conn").textContent = "online";
         $("conn").className = "badge online";
+        $("presence").hidden = false;
         var canned = $("canned");
         canned.textContent = "";
         (ev.canned_replies || []).forEach(function (text) {
@@ -136,6 +138,12 @@
         break;
       case "queue":
         renderQueue(ev.waiting);
+        break;
+      case "presence":
+        available = ev.online;
+        $("conn").textContent = ev.online ? "online" : "away";
+        $("conn").className = ev.online ? "badge online" : "badge";
+        $("presence").textContent = ev.online ? "Go offline" : "Go online";
         break;
       case "assigned":
         chats.set(ev.conversation_id, { reason: ev.reason, messages: ev.transcript, suggestions: ev.suggestions, unread: true });
@@ -205,6 +213,7 @@
   $("reply").addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("reply-form").requestSubmit(); }
   });
+  $("presence").addEventListener("click", function () { send({ type: "presence", online: !available }); });
   $("close").addEventListener("click", function () { if (current) send({ type: "close", conversation_id: current }); });
   $("handback").addEventListener("click", function () { if (current) send({ type: "hand_back", conversation_id: current }); });
   $("transfer").addEventListener("click", function () {

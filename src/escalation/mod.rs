@@ -76,6 +76,9 @@ struct Online {
     groups: Vec<String>,
     max_chats: u32,
     auto_assign: bool,
+    /// Set offline: connected (keeps their chats) but takes no new ones and is not counted
+    /// as online for shoppers.
+    away: bool,
     events: mpsc::UnboundedSender<AgentEvent>,
 }
 
@@ -120,6 +123,11 @@ struct StoreDesk {
 }
 
 impl StoreDesk {
+    /// Agents online and not set away.
+    fn available(&self) -> usize {
+        self.agents.values().filter(|a| !a.away).count()
+    }
+
     fn load(&self, agent: &str) -> usize {
         self.chats.values().filter(|c| c.agent.as_deref() == Some(agent)).count()
     }
@@ -219,7 +227,7 @@ impl Desk {
 
     /// How many of the store's agents are online.
     pub async fn agents_online(&self, store: &StoreId) -> usize {
-        self.state.lock().await.get(store).map_or(0, |d| d.agents.len())
+        self.state.lock().await.get(store).map_or(0, StoreDesk::available)
     }
 
     /// A shopper's connection has gone.
@@ -333,6 +341,7 @@ impl Desk {
             groups: account.groups.clone(),
             max_chats: account.max_chats,
             auto_assign,
+            away: false,
             events,
         };
         if let Some(earlier) = desk.agents.insert(account.name.clone(), online) {
@@ -353,6 +362,18 @@ impl Desk {
         }
         self.dispatch(&account.store, desk, now).await;
         Ok(conn)
+    }
+
+    /// An agent sets themselves offline (`away`: no new chats; their open chats stay theirs)
+    /// or back online.
+    pub async fn set_away(&self, agent: &AgentAccount, away: bool, now: Millis) {
+        let mut state = self.state.lock().await;
+        let Some(desk) = state.get_mut(&agent.store) else { return };
+        if let Some(online) = desk.agents.get_mut(&agent.name) {
+            online.away = away;
+        }
+        desk.to_agent(&agent.name, AgentEvent::Presence { online: !away });
+        self.dispatch(&agent.store, desk, now).await;
     }
 
     /// An agent's connection ended (or they went offline): their chats go back to the front of
@@ -591,7 +612,7 @@ impl Desk {
             let choice = desk
                 .agents
                 .iter()
-                .filter(|(_, a)| a.auto_assign)
+                .filter(|(_, a)| a.auto_assign && !a.away)
                 .filter(|(_, a)| group.as_ref().is_none_or(|g| a.groups.contains(g)))
                 .map(|(name, a)| {
                     (passed_over.contains(name), desk.load(name), name.clone(), a.max_chats as usize)
@@ -690,7 +711,7 @@ impl Desk {
     /// Sends every waiting shopper their place and estimated wait, and every agent the queue.
     fn announce_queue(&self, desk: &StoreDesk) {
         let waiting = desk.waiting();
-        let online = desk.agents.len();
+        let online = desk.available();
         let now = Millis::now();
         let hours = &self.config.agents;
         for (position, (conversation, _)) in waiting.iter().enumerate() {

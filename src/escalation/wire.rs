@@ -17,6 +17,11 @@ pub enum AgentCommand {
         #[serde(default = "yes")]
         auto_assign: bool,
     },
+    /// Go offline (no new chats; open chats stay yours) or back online.
+    Presence {
+        /// True to take chats again.
+        online: bool,
+    },
     /// Take a waiting chat from the queue.
     Claim {
         /// The chat.
@@ -104,6 +109,11 @@ pub enum AgentEvent {
         auto_assign: bool,
         /// One-click replies.
         canned_replies: Vec<String>,
+    },
+    /// The agent's presence changed.
+    Presence {
+        /// Taking new chats.
+        online: bool,
     },
     /// The waiting chats, first served first; sent whenever the queue changes.
     Queue {

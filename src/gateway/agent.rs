@@ -201,6 +201,10 @@ async fn handle(state: &AppState, agent: &AgentAccount, command: AgentCommand) -
         AgentCommand::Login { .. } => {
             return Some(error("already_signed_in", "this connection is signed in"));
         }
+        AgentCommand::Presence { online } => {
+            desk.set_away(agent, !online, now).await;
+            Ok(None)
+        }
         AgentCommand::Claim { conversation_id } => {
             desk.claim(agent, conversation_id, now).await.map(|()| None)
         }

@@ -357,3 +357,21 @@ async fn reception_modes_send_shoppers_to_people_first() {
     assert_eq!(shopper.recv_type("queue").await["agents_online"], 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_who_goes_offline_gets_no_new_chats_until_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) = desk(dir.path(), &[("ann", 3, &[])]).await;
+    let app = spawn_with(config).await;
+    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], true).await;
+    ann.send(json!({"type": "presence", "online": false})).await;
+    assert_eq!(ann.recv_type("presence").await["online"], false);
+    let (mut shopper, conversation) = handed_over(&app).await;
+    let place = shopper.recv_type("queue").await;
+    assert_eq!(place["agents_online"], 0, "an agent set offline does not count: {place}");
+    ann.queue_of(1).await;
+    ann.send(json!({"type": "presence", "online": true})).await;
+    assert_eq!(ann.recv_type("assigned").await["conversation_id"], conversation.as_str());
+    assert_eq!(assigned_to(&mut shopper).await, "ann");
+    app.stop().await;
+}
