@@ -183,3 +183,22 @@ pub async fn export_pack(config: &Config, store: &str, format: Format) -> anyhow
     db.close().await;
     Ok(formats::export(&pack, format)?)
 }
+
+/// The store's measures since `since` (`7d`, `24h`, or an RFC 3339 instant).
+pub async fn report(
+    config: &Config,
+    store: &str,
+    since: &str,
+    bucket: crate::insight::Bucket,
+) -> anyhow::Result<crate::insight::Report> {
+    use crate::store::Insights;
+    let now = Millis::now();
+    let since = crate::insight::parse_since(since, now).with_context(|| {
+        format!("--since {since:?} is neither a duration like 7d, 24h, 30m nor an RFC 3339 instant")
+    })?;
+    let db = open(config).await?;
+    let store = existing(&db, store).await?;
+    let history = db.records(&store, since, Millis(now.0 + crate::insight::ASKED_AGAIN_WITHIN)).await?;
+    db.close().await;
+    Ok(crate::insight::report(&history, since, now, bucket, config.agents.utc_offset_minutes))
+}

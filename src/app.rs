@@ -18,7 +18,7 @@ use crate::intents::IntentSet;
 use crate::knowledge::KnowledgeBase;
 use crate::library::Library;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Agents, Merchants, Store};
+use crate::store::{Agents, Insights, Merchants, Store};
 use crate::text::Analyzer;
 
 /// Opens the database, imports the knowledge directory's packs, and builds every store's active
@@ -58,6 +58,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .context("loading the queue")?;
     Ok(AppState {
         config,
+        insights: store.clone() as Arc<dyn Insights>,
         store: store as Arc<dyn Store>,
         merchants,
         library,

@@ -131,7 +131,7 @@ pub enum ChatStatus {
 }
 
 /// Why a conversation was handed to a person.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HandoffReason {
     /// The shopper asked for a person (转人工).

@@ -18,6 +18,7 @@ pub mod domain;
 pub mod escalation;
 pub mod eval;
 pub mod gateway;
+pub mod insight;
 pub mod intents;
 pub mod knowledge;
 pub mod library;

@@ -84,6 +84,19 @@ enum Command {
     /// Manage human agents.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// How the bot and the agents are doing: resolution rate, handoffs, CSAT, top questions.
+    /// The last line of output is the whole report as JSON.
+    Report {
+        /// The store.
+        #[arg(long)]
+        store: String,
+        /// How far back: 7d, 24h, 30m, or an RFC 3339 instant.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// The series' buckets: hour or day.
+        #[arg(long, default_value = "day")]
+        bucket: String,
+    },
     /// Show what the bot would answer to a question, with the decision's trace.
     Ask {
         /// The store to ask.
@@ -253,6 +266,38 @@ async fn main() -> anyhow::Result<()> {
                     println!("revoked {revoked} key(s) of {name}");
                 }
             }
+            Ok(())
+        }
+        Command::Report { store, since, bucket } => {
+            let bucket = mibot::insight::Bucket::parse(&bucket)
+                .ok_or_else(|| anyhow::anyhow!("--bucket must be hour or day, not {bucket:?}"))?;
+            let r = mibot::admin::report(&config, &store, &since, bucket).await?;
+            let pct = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{:.1}%", 100.0 * x));
+            let num = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.1}"));
+            println!("{store}: {} sessions, {} shopper messages", r.sessions, r.messages);
+            println!(
+                "bot resolution rate {} ({} resolved); unresolved by cause: {:?}",
+                pct(r.resolution_rate),
+                r.resolved,
+                r.unresolved
+            );
+            println!("handoffs by reason: {:?}; clarify rate {}", r.escalations, pct(r.clarify_rate));
+            println!(
+                "people: {} chats, first response {} s, handling {} s, CSAT {} ({} ratings); bot answers helpful {} ({} up, {} down, {} flagged)",
+                r.human.chats,
+                num(r.human.first_response_seconds),
+                num(r.human.handling_seconds),
+                num(r.human.csat),
+                r.human.ratings,
+                pct(r.bot_feedback.helpful_rate),
+                r.bot_feedback.helpful,
+                r.bot_feedback.not_helpful,
+                r.bot_feedback.flagged
+            );
+            for e in r.top_entries.iter().take(10) {
+                println!("  {:>6}  {}", e.count, e.entry);
+            }
+            println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
         Command::Agent(AgentCommand::Add { store, name, groups, max_chats }) => {

@@ -23,6 +23,10 @@ pub enum ClientEvent {
         /// The SKU of the product page the shopper is on, if any: "this phone" then means it.
         #[serde(default)]
         product: Option<String>,
+        /// The storefront's own id for the shopper (a member id), if it has one: it links the
+        /// shopper's conversations, e.g. to notice the same question asked again.
+        #[serde(default)]
+        shopper: Option<String>,
     },
     /// A message typed by the shopper.
     Message {
@@ -30,6 +34,13 @@ pub enum ClientEvent {
         id: ClientMessageId,
         /// What the shopper wrote.
         text: String,
+    },
+    /// The shopper's vote on a bot answer (the thumbs under it).
+    Feedback {
+        /// The bot reply's `message_id`.
+        message_id: MessageId,
+        /// True for helpful, false for not.
+        helpful: bool,
     },
     /// The shopper's rating of a conversation an agent closed.
     Rate {
@@ -64,6 +75,18 @@ pub enum ReplyKind {
     Fallback,
     /// The bot hands the conversation to a person.
     Handoff,
+}
+
+impl ReplyKind {
+    /// The stable name, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyKind::Answer => "answer",
+            ReplyKind::Clarify => "clarify",
+            ReplyKind::Fallback => "fallback",
+            ReplyKind::Handoff => "handoff",
+        }
+    }
 }
 
 /// Where an answer came from.
@@ -108,6 +131,8 @@ pub enum ServerEvent {
     Reply {
         /// The client's id of the message this answers.
         in_reply_to: ClientMessageId,
+        /// The stored reply's id (for `feedback`).
+        message_id: MessageId,
         /// What kind of reply this is.
         kind: ReplyKind,
         /// Where an answer came from (answers only).
@@ -160,6 +185,11 @@ pub enum ServerEvent {
         /// What to ask.
         text: String,
     },
+    /// The vote on an answer is stored.
+    FeedbackNoted {
+        /// The bot reply voted on.
+        message_id: MessageId,
+    },
     /// The rating is stored.
     Rated {
         /// The score given.
@@ -204,6 +234,8 @@ pub enum ErrorCode {
     Unavailable,
     /// A rating outside 1–5, for a conversation that is not closed, or rated twice.
     InvalidRating,
+    /// A vote on something that is not a bot reply of this conversation.
+    InvalidFeedback,
 }
 
 /// A frame that could not be accepted, with the error to send back.
@@ -237,10 +269,10 @@ pub fn parse_client_event(frame: &str) -> Result<ClientEvent, ProtocolError> {
     let kind = value.get("type").and_then(serde_json::Value::as_str).map(str::to_owned).ok_or_else(|| {
         ProtocolError::new(ErrorCode::UnknownType, "every frame needs a string field \"type\"")
     })?;
-    if !matches!(kind.as_str(), "hello" | "message" | "rate") {
+    if !matches!(kind.as_str(), "hello" | "message" | "rate" | "feedback") {
         return Err(ProtocolError::new(
             ErrorCode::UnknownType,
-            format!("unknown frame type {kind:?}; expected \"hello\", \"message\" or \"rate\""),
+            format!("unknown frame type {kind:?}; expected \"hello\", \"message\", \"feedback\" or \"rate\""),
         ));
     }
     serde_json::from_value(value).map_err(|e| {
@@ -256,7 +288,7 @@ mod tests {
     fn parses_hello_and_message() {
         assert!(matches!(
             parse_client_event(r#"{"type":"hello"}"#),
-            Ok(ClientEvent::Hello { resume_token: None, product: None })
+            Ok(ClientEvent::Hello { resume_token: None, product: None, shopper: None })
         ));
         let msg = parse_client_event(r#"{"type":"message","id":"c1","text":"你好"}"#).unwrap();
         assert!(matches!(msg, ClientEvent::Message { ref text, .. } if text == "你好"));

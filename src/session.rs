@@ -10,12 +10,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, Reception};
-use crate::domain::{ChatStatus, ClientMessageId, Clock, HandoffReason, ResumeToken, StoreId};
+use crate::domain::{ChatStatus, ClientMessageId, Clock, HandoffReason, MessageId, ResumeToken, StoreId};
 use crate::escalation::Desk;
 use crate::knowledge::KnowledgeBase;
 use crate::library::Library;
 use crate::protocol::{ClientEvent, ErrorCode, HistoryItem, ProtocolError, ReplyKind, ServerEvent};
-use crate::store::{BotTurn, Conversation, Store, StoreError};
+use crate::store::{BotTurn, Conversation, Insights, NewFeedback, Store, StoreError};
 use crate::triage::{ChatContext, Decision, Triaged, triage};
 
 /// Why a session could not go on with an event.
@@ -42,24 +42,35 @@ pub struct Session {
     library: Arc<Library>,
     desk: Arc<Desk>,
     store: Arc<dyn Store>,
+    insights: Arc<dyn Insights>,
     config: Arc<Config>,
     clock: Clock,
     conversation: Option<Conversation>,
     out: mpsc::Sender<ServerEvent>,
 }
 
+/// What every session shares: cheap handles, cloned per connection.
+#[derive(Clone)]
+pub struct Services {
+    /// The stores' live knowledge.
+    pub library: Arc<Library>,
+    /// The queue and the agents.
+    pub desk: Arc<Desk>,
+    /// Conversations and messages.
+    pub store: Arc<dyn Store>,
+    /// Feedback on answers.
+    pub insights: Arc<dyn Insights>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// "Now".
+    pub clock: Clock,
+}
+
 impl Session {
     /// A session with a shopper of `store_id`, sending its events to `out`.
-    pub fn new(
-        store_id: StoreId,
-        library: Arc<Library>,
-        desk: Arc<Desk>,
-        store: Arc<dyn Store>,
-        config: Arc<Config>,
-        clock: Clock,
-        out: mpsc::Sender<ServerEvent>,
-    ) -> Self {
-        Self { store_id, library, desk, store, config, clock, conversation: None, out }
+    pub fn new(store_id: StoreId, services: Services, out: mpsc::Sender<ServerEvent>) -> Self {
+        let Services { library, desk, store, insights, config, clock } = services;
+        Self { store_id, library, desk, store, insights, config, clock, conversation: None, out }
     }
 
     /// The connection has ended: the desk stops sending to it.
@@ -83,10 +94,36 @@ impl Session {
     /// Handles one event from the client.
     pub async fn handle(&mut self, event: ClientEvent) -> Result<(), SessionError> {
         match event {
-            ClientEvent::Hello { resume_token, product } => self.hello(resume_token, product).await,
+            ClientEvent::Hello { resume_token, product, shopper } => {
+                self.hello(resume_token, product, shopper).await
+            }
+            ClientEvent::Feedback { message_id, helpful } => self.feedback(message_id, helpful).await,
             ClientEvent::Message { id, text } => self.message(id, text).await,
             ClientEvent::Rate { score, comment } => self.rate(score, comment).await,
         }
+    }
+
+    async fn feedback(&mut self, message: MessageId, helpful: bool) -> Result<(), SessionError> {
+        let Some(conversation) = &self.conversation else {
+            return Err(ProtocolError::new(ErrorCode::HelloRequired, "send a hello frame first").into());
+        };
+        let vote = NewFeedback {
+            conversation: conversation.id,
+            message,
+            source: "shopper",
+            helpful: Some(helpful),
+            note: None,
+            author: None,
+            at: self.clock.now(),
+        };
+        if !self.insights.add_feedback(vote).await? {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidFeedback,
+                "only the bot's replies in this conversation can be voted on",
+            )
+            .into());
+        }
+        self.send(ServerEvent::FeedbackNoted { message_id: message }).await
     }
 
     async fn rate(&mut self, score: u8, comment: Option<String>) -> Result<(), SessionError> {
@@ -115,7 +152,14 @@ impl Session {
         &mut self,
         token: Option<ResumeToken>,
         product: Option<String>,
+        shopper: Option<String>,
     ) -> Result<(), SessionError> {
+        let shopper = shopper.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        if shopper.as_ref().is_some_and(|s| s.chars().count() > 128) {
+            return Err(
+                ProtocolError::new(ErrorCode::InvalidFrame, "'shopper' is at most 128 characters").into()
+            );
+        }
         if self.conversation.is_some() {
             return Err(ProtocolError::new(
                 ErrorCode::AlreadyStarted,
@@ -128,7 +172,14 @@ impl Session {
         let product = product.filter(|sku| knowledge.catalog().by_sku(sku).is_some());
         let (mut conversation, resumed) = match token {
             None => (
-                self.store.create_conversation(&self.store_id, product.as_deref(), self.clock.now()).await?,
+                self.store
+                    .create_conversation(
+                        &self.store_id,
+                        product.as_deref(),
+                        shopper.as_deref(),
+                        self.clock.now(),
+                    )
+                    .await?,
                 false,
             ),
             Some(token) => {
@@ -271,9 +322,11 @@ impl Session {
             handoff_reason: handoff,
             consecutive_fallbacks,
             product: triaged.product.clone(),
+            kind: kind.as_str(),
+            entry: triaged.trace.matched.clone(),
             at: self.clock.now(),
         };
-        self.store.record_bot_turn(&turn).await.map_err(SessionError::Reply)?;
+        let message_id = self.store.record_bot_turn(&turn).await.map_err(SessionError::Reply)?;
         if let Some(current) = self.conversation.as_mut() {
             current.status = status;
             current.consecutive_fallbacks = consecutive_fallbacks;
@@ -282,6 +335,7 @@ impl Session {
         }
         self.send(ServerEvent::Reply {
             in_reply_to: id,
+            message_id,
             kind,
             source,
             text: reply,

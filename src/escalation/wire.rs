@@ -45,6 +45,16 @@ pub enum AgentCommand {
         #[serde(default)]
         to_group: Option<String>,
     },
+    /// Flag a bot answer in one of the store's chats as wrong (拉铃), for the merchant to review.
+    Flag {
+        /// The chat.
+        conversation_id: ConversationId,
+        /// The bot reply (its id in the transcript).
+        message_id: MessageId,
+        /// What is wrong with it.
+        #[serde(default)]
+        note: Option<String>,
+    },
     /// End the chat; the shopper is asked for a rating.
     Close {
         /// The chat.
@@ -149,6 +159,11 @@ pub enum AgentEvent {
         /// The chat.
         conversation_id: ConversationId,
         /// The stored message.
+        message_id: MessageId,
+    },
+    /// A flag is stored.
+    Flagged {
+        /// The bot reply flagged.
         message_id: MessageId,
     },
     /// A chat is no longer the agent's (transferred, timed out).

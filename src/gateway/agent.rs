@@ -225,6 +225,9 @@ async fn handle(state: &AppState, agent: &AgentAccount, command: AgentCommand) -
                 .await
                 .map(|()| None)
         }
+        AgentCommand::Flag { conversation_id, message_id, note } => {
+            return Some(flag(state, agent, conversation_id, message_id, note.as_deref()).await);
+        }
         AgentCommand::Close { conversation_id } => {
             desk.release(agent, conversation_id, ChatStatus::Closed, now).await.map(|()| None)
         }
@@ -235,5 +238,35 @@ async fn handle(state: &AppState, agent: &AgentAccount, command: AgentCommand) -
     match result {
         Ok(event) => event,
         Err(e) => Some(error(e.code(), e.to_string())),
+    }
+}
+
+/// Flags a bot answer of a chat in the agent's store.
+async fn flag(
+    state: &AppState,
+    agent: &AgentAccount,
+    conversation: ConversationId,
+    message: crate::domain::MessageId,
+    note: Option<&str>,
+) -> AgentEvent {
+    let not_found = || error("not_found", "no bot reply with that id in a chat of your store");
+    match state.desk.chat(&agent.store, conversation).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found(),
+        Err(e) => return error("unavailable", format!("storage failed: {e}")),
+    }
+    let flag = crate::store::NewFeedback {
+        conversation,
+        message,
+        source: "agent",
+        helpful: Some(false),
+        note: note.map(str::trim).filter(|n| !n.is_empty()),
+        author: Some(&agent.name),
+        at: state.clock.now(),
+    };
+    match state.insights.add_feedback(flag).await {
+        Ok(true) => AgentEvent::Flagged { message_id: message },
+        Ok(false) => not_found(),
+        Err(e) => error("unavailable", format!("storage failed: {e}")),
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::AppState;
 use crate::domain::StoreId;
 use crate::protocol::{ErrorCode, ProtocolError, ServerEvent, parse_client_event};
-use crate::session::{Session, SessionError};
+use crate::session::{Services, Session, SessionError};
 
 /// Query parameters of `/ws/chat`.
 #[derive(Debug, Deserialize)]
@@ -58,15 +58,15 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
         return;
     };
 
-    let mut session = Session::new(
-        store_id,
-        Arc::clone(&state.library),
-        Arc::clone(&state.desk),
-        Arc::clone(&state.store),
-        Arc::clone(&state.config),
-        state.clock.clone(),
-        out.clone(),
-    );
+    let services = Services {
+        library: Arc::clone(&state.library),
+        desk: Arc::clone(&state.desk),
+        store: Arc::clone(&state.store),
+        insights: Arc::clone(&state.insights),
+        config: Arc::clone(&state.config),
+        clock: state.clock.clone(),
+    };
+    let mut session = Session::new(store_id, services, out.clone());
     let close_with = loop {
         let frame = tokio::select! {
             () = state.shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),

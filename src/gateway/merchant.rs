@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::domain::{ApiKey, StoreId};
+use crate::domain::{ApiKey, Millis, StoreId};
+use crate::insight::{self, Bucket};
 use crate::knowledge::formats::{self, Format};
 use crate::knowledge::{Pack, PackError};
 use crate::library::PublishError;
@@ -44,6 +45,8 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/stores/{store}/query", post(query))
         .route("/api/v1/stores/{store}/faq/{id}", delete(delete_faq))
         .route("/api/v1/stores/{store}/products/{sku}", delete(delete_product))
+        .route("/api/v1/stores/{store}/insights", get(insights))
+        .route("/api/v1/stores/{store}/reviews", get(reviews))
 }
 
 /// An error as the merchant sees it: a status and `{"error", "message", "problems"?}`.
@@ -477,4 +480,80 @@ async fn delete_product(
         Ok(())
     })
     .await
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeParams {
+    /// `7d`, `24h`, `30m` ago, or an RFC 3339 instant; 7 days by default.
+    since: Option<String>,
+    /// An RFC 3339 instant; now by default.
+    until: Option<String>,
+    /// `hour` or `day` (default).
+    bucket: Option<String>,
+}
+
+/// The range a request asks for.
+fn range(params: &RangeParams, now: Millis) -> ApiResult<(Millis, Millis)> {
+    let bad = |what: &str, value: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
+            format!("{what} {value:?} is neither a duration like 7d, 24h, 30m nor an RFC 3339 instant"),
+        )
+    };
+    let since = match params.since.as_deref() {
+        None => Millis(now.0 - 7 * 24 * 3600 * 1000),
+        Some(s) => insight::parse_since(s, now).ok_or_else(|| bad("since", s))?,
+    };
+    let until = match params.until.as_deref() {
+        None => now,
+        Some(u) => crate::knowledge::pack::parse_instant(u).ok_or_else(|| bad("until", u))?,
+    };
+    if since >= until {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
+            "'since' must be before 'until'",
+        ));
+    }
+    Ok((since, until))
+}
+
+async fn insights(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    Query(params): Query<RangeParams>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let (since, until) = range(&params, state.clock.now())?;
+    let bucket = match params.bucket.as_deref() {
+        None => Bucket::Day,
+        Some(b) => Bucket::parse(b).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_bucket",
+                format!("bucket {b:?} is not hour or day"),
+            )
+        })?,
+    };
+    let history =
+        state.insights.records(&store, since, Millis(until.0 + insight::ASKED_AGAIN_WITHIN)).await?;
+    let offset = state.config.agents.utc_offset_minutes;
+    let report = tokio::task::spawn_blocking(move || insight::report(&history, since, until, bucket, offset))
+        .await
+        .map_err(internal)?;
+    Ok(Json(json!({"store": store.as_str(), "bucket": bucket, "report": report})))
+}
+
+async fn reviews(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    Query(params): Query<RangeParams>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let (since, until) = range(&params, state.clock.now())?;
+    let history = state.insights.records(&store, since, until).await?;
+    Ok(Json(json!({"store": store.as_str(), "reviews": insight::reviews(&history)})))
 }

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::domain::Clock;
 use crate::escalation::Desk;
 use crate::library::Library;
-use crate::store::{Merchants, Store};
+use crate::store::{Insights, Merchants, Store};
 
 /// Everything the handlers share: cheap-to-clone handles, built once at start-up.
 #[derive(Clone)]
@@ -34,6 +34,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Stores, keys and pack versions.
     pub merchants: Arc<dyn Merchants>,
+    /// Feedback, and the history measures are computed from.
+    pub insights: Arc<dyn Insights>,
     /// Each served store's live knowledge.
     pub library: Arc<Library>,
     /// The queue of chats for people, and the agents online.

@@ -30,6 +30,8 @@ pub struct Conversation {
     pub consecutive_fallbacks: u32,
     /// The product being discussed.
     pub product: Option<String>,
+    /// The storefront's own id for the shopper, when it gives one.
+    pub shopper: Option<String>,
 }
 
 /// A stored message.
@@ -75,6 +77,10 @@ pub struct BotTurn {
     pub consecutive_fallbacks: u32,
     /// The product in context after this turn.
     pub product: Option<String>,
+    /// `answer`, `clarify`, `fallback` or `handoff`.
+    pub kind: &'static str,
+    /// The entry the reply came from (a FAQ id, `intent:…`, `product:…`).
+    pub entry: Option<String>,
     /// When.
     pub at: Millis,
 }
@@ -110,6 +116,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         store: &StoreId,
         product: Option<&str>,
+        shopper: Option<&str>,
         at: Millis,
     ) -> Result<Conversation, StoreError>;
 
@@ -371,4 +378,104 @@ pub trait Agents: Send + Sync + std::fmt::Debug + 'static {
 
     /// The whole conversation, oldest first.
     async fn transcript(&self, conversation: ConversationId) -> Result<Vec<TranscriptItem>, StoreError>;
+}
+
+/// A vote or a flag on a bot reply.
+#[derive(Debug, Clone, Copy)]
+pub struct NewFeedback<'a> {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The bot reply.
+    pub message: MessageId,
+    /// `shopper` (a vote) or `agent` (a flag: the answer was wrong).
+    pub source: &'a str,
+    /// The shopper's vote; `Some(false)` for an agent's flag.
+    pub helpful: Option<bool>,
+    /// What the agent says is wrong.
+    pub note: Option<&'a str>,
+    /// The agent who flagged it.
+    pub author: Option<&'a str>,
+    /// When.
+    pub at: Millis,
+}
+
+/// A conversation, as the measures see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRow {
+    /// Its id.
+    pub id: ConversationId,
+    /// The storefront's id for the shopper.
+    pub shopper: Option<String>,
+    /// When it started.
+    pub created_at: Millis,
+    /// Why it was handed over, if it was.
+    pub handoff_reason: Option<HandoffReason>,
+    /// When it (last) entered the queue.
+    pub queued_at: Option<Millis>,
+    /// When an agent (last) took it.
+    pub assigned_at: Option<Millis>,
+    /// When an agent closed it.
+    pub closed_at: Option<Millis>,
+    /// The shopper's rating of the agent, 1–5.
+    pub rating: Option<u8>,
+}
+
+/// A message, as the measures see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    /// Its id.
+    pub id: MessageId,
+    /// Its conversation.
+    pub conversation: ConversationId,
+    /// Who wrote it.
+    pub role: Role,
+    /// Its text.
+    pub text: String,
+    /// Bot replies: `answer`, `clarify`, `fallback`, `handoff`.
+    pub kind: Option<String>,
+    /// Bot replies: the entry answered from.
+    pub entry: Option<String>,
+    /// When.
+    pub at: Millis,
+}
+
+/// A vote or flag, as the measures see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackRow {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The bot reply.
+    pub message: MessageId,
+    /// `shopper` or `agent`.
+    pub source: String,
+    /// The vote (agents' flags are `false`).
+    pub helpful: Option<bool>,
+    /// The agent's note.
+    pub note: Option<String>,
+    /// The flagging agent.
+    pub author: Option<String>,
+    /// When.
+    pub at: Millis,
+}
+
+/// Everything stored about a store's conversations that started in a time range.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// The conversations, oldest first.
+    pub conversations: Vec<ConversationRow>,
+    /// Their messages, oldest first.
+    pub messages: Vec<MessageRow>,
+    /// Votes and flags on their bot replies.
+    pub feedback: Vec<FeedbackRow>,
+}
+
+/// Feedback and the history the measures are computed from.
+#[async_trait]
+pub trait Insights: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores a vote or a flag on a bot reply of the conversation; false if the message is not
+    /// one. A second vote from the same side replaces the first.
+    async fn add_feedback(&self, feedback: NewFeedback<'_>) -> Result<bool, StoreError>;
+
+    /// The store's conversations started in `[since, until)`, with their messages and feedback.
+    async fn records(&self, store: &StoreId, since: Millis, until: Millis) -> Result<History, StoreError>;
 }

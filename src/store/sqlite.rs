@@ -21,8 +21,9 @@ use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AgentAccount, Agents, Appended, BotTurn, ChatSummary, Conversation, Merchants, NewPackVersion, OpenChat,
-    PackVersion, Store, StoreError, StoredMessage, TranscriptItem,
+    AgentAccount, Agents, Appended, BotTurn, ChatSummary, Conversation, ConversationRow, FeedbackRow,
+    History, Insights, Merchants, MessageRow, NewFeedback, NewPackVersion, OpenChat, PackVersion, Store,
+    StoreError, StoredMessage, TranscriptItem,
 };
 use crate::domain::{
     ChatStatus, ClientMessageId, ConversationId, HandoffReason, MessageId, Millis, ResumeToken, Role, StoreId,
@@ -64,6 +65,7 @@ fn migrator() -> Migrator {
         migration(1, "conversations", include_str!("../../migrations/sqlite/0001_conversations.sql")),
         migration(2, "merchants", include_str!("../../migrations/sqlite/0002_merchants.sql")),
         migration(3, "agents", include_str!("../../migrations/sqlite/0003_agents.sql")),
+        migration(4, "insight", include_str!("../../migrations/sqlite/0004_insight.sql")),
     ])
 }
 
@@ -217,7 +219,7 @@ async fn apply(tx: &mut SqliteConnection, op: Op) -> (Answer, Option<sqlx::Error
 }
 
 const CONVERSATION_COLUMNS: &str =
-    "id, store, resume_token, status, handoff_reason, consecutive_fallbacks, product";
+    "id, store, resume_token, status, handoff_reason, consecutive_fallbacks, product, shopper";
 
 fn conversation_from(row: &SqliteRow) -> Result<Conversation, StoreError> {
     let id: String = row.try_get("id")?;
@@ -239,6 +241,7 @@ fn conversation_from(row: &SqliteRow) -> Result<Conversation, StoreError> {
         },
         consecutive_fallbacks: u32::try_from(fallbacks).unwrap_or(0),
         product: row.try_get("product")?,
+        shopper: row.try_get("shopper")?,
     })
 }
 
@@ -248,14 +251,15 @@ async fn insert_conversation(
     at: Millis,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO conversations (id, store, resume_token, status, product, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO conversations (id, store, resume_token, status, product, shopper, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(c.id.to_string())
     .bind(c.store.as_str())
     .bind(&c.resume_token.0)
     .bind(c.status.as_str())
     .bind(c.product.as_deref())
+    .bind(c.shopper.as_deref())
     .bind(at.0)
     .bind(at.0)
     .execute(&mut *tx)
@@ -314,14 +318,16 @@ async fn append(
 
 async fn record_turn(tx: &mut SqliteConnection, turn: &BotTurn) -> Result<MessageId, sqlx::Error> {
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (conversation_id, role, text, in_reply_to, trace, created_at)
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO messages (conversation_id, role, text, in_reply_to, trace, kind, entry, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(turn.conversation.to_string())
     .bind(Role::Bot.as_str())
     .bind(&turn.text)
     .bind(turn.in_reply_to.0)
     .bind(turn.trace.to_string())
+    .bind(turn.kind)
+    .bind(turn.entry.as_deref())
     .bind(turn.at.0)
     .fetch_one(&mut *tx)
     .await?;
@@ -348,6 +354,7 @@ impl Store for SqliteStore {
         &self,
         store: &StoreId,
         product: Option<&str>,
+        shopper: Option<&str>,
         at: Millis,
     ) -> Result<Conversation, StoreError> {
         let conversation = Conversation {
@@ -358,6 +365,7 @@ impl Store for SqliteStore {
             handoff_reason: None,
             consecutive_fallbacks: 0,
             product: product.map(str::to_owned),
+            shopper: shopper.map(str::to_owned),
         };
         let stored = conversation.clone();
         self.write(|done| Op::Create(stored, at, done)).await?;
@@ -773,8 +781,12 @@ impl Agents for SqliteStore {
         at: Millis,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE conversations SET status = ?, consecutive_fallbacks = 0, updated_at = ? WHERE id = ?",
+            "UPDATE conversations SET status = ?, consecutive_fallbacks = 0, updated_at = ?,
+                    closed_at = CASE WHEN ? = 'closed' THEN ? ELSE closed_at END
+             WHERE id = ?",
         )
+        .bind(status.as_str())
+        .bind(at.0)
         .bind(status.as_str())
         .bind(at.0)
         .bind(conversation.to_string())
@@ -845,6 +857,114 @@ impl Agents for SqliteStore {
     }
 }
 
+#[async_trait]
+impl Insights for SqliteStore {
+    async fn add_feedback(&self, feedback: NewFeedback<'_>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO feedback (store, conversation_id, message_id, source, helpful, note, author, created_at)
+             SELECT c.store, m.conversation_id, m.id, ?, ?, ?, ?, ?
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.id = ? AND m.conversation_id = ? AND m.role = 'bot'
+             ON CONFLICT (message_id, source) DO UPDATE
+               SET helpful = excluded.helpful, note = excluded.note, author = excluded.author,
+                   created_at = excluded.created_at",
+        )
+        .bind(feedback.source)
+        .bind(feedback.helpful)
+        .bind(feedback.note)
+        .bind(feedback.author)
+        .bind(feedback.at.0)
+        .bind(feedback.message.0)
+        .bind(feedback.conversation.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn records(&self, store: &StoreId, since: Millis, until: Millis) -> Result<History, StoreError> {
+        let parse_id =
+            |id: &str| uuid::Uuid::parse_str(id).map(ConversationId).map_err(|_| corrupt("id", id));
+        let rows = sqlx::query(
+            "SELECT id, shopper, created_at, handoff_reason, queued_at, assigned_at, closed_at, rating
+             FROM conversations WHERE store = ? AND created_at >= ? AND created_at < ? ORDER BY created_at",
+        )
+        .bind(store.as_str())
+        .bind(since.0)
+        .bind(until.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut conversations = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let reason: Option<String> = row.try_get("handoff_reason")?;
+            let at = |name: &str| -> Result<Option<Millis>, StoreError> {
+                Ok(row.try_get::<Option<i64>, _>(name)?.map(Millis))
+            };
+            conversations.push(ConversationRow {
+                id: parse_id(&id)?,
+                shopper: row.try_get("shopper")?,
+                created_at: Millis(row.try_get("created_at")?),
+                handoff_reason: reason
+                    .as_deref()
+                    .map(|r| HandoffReason::parse(r).ok_or_else(|| corrupt("reason", r)))
+                    .transpose()?,
+                queued_at: at("queued_at")?,
+                assigned_at: at("assigned_at")?,
+                closed_at: at("closed_at")?,
+                rating: row.try_get::<Option<i64>, _>("rating")?.and_then(|r| u8::try_from(r).ok()),
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT m.id, m.conversation_id, m.role, m.text, m.kind, m.entry, m.created_at
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE c.store = ? AND c.created_at >= ? AND c.created_at < ? ORDER BY m.id",
+        )
+        .bind(store.as_str())
+        .bind(since.0)
+        .bind(until.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let conversation: String = row.try_get("conversation_id")?;
+            let role: String = row.try_get("role")?;
+            messages.push(MessageRow {
+                id: MessageId(row.try_get("id")?),
+                conversation: parse_id(&conversation)?,
+                role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+                text: row.try_get("text")?,
+                kind: row.try_get("kind")?,
+                entry: row.try_get("entry")?,
+                at: Millis(row.try_get("created_at")?),
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT f.conversation_id, f.message_id, f.source, f.helpful, f.note, f.author, f.created_at
+             FROM feedback f JOIN conversations c ON c.id = f.conversation_id
+             WHERE c.store = ? AND c.created_at >= ? AND c.created_at < ? ORDER BY f.id",
+        )
+        .bind(store.as_str())
+        .bind(since.0)
+        .bind(until.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut feedback = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let conversation: String = row.try_get("conversation_id")?;
+            feedback.push(FeedbackRow {
+                conversation: parse_id(&conversation)?,
+                message: MessageId(row.try_get("message_id")?),
+                source: row.try_get("source")?,
+                helpful: row.try_get("helpful")?,
+                note: row.try_get("note")?,
+                author: row.try_get("author")?,
+                at: Millis(row.try_get("created_at")?),
+            });
+        }
+        Ok(History { conversations, messages, feedback })
+    }
+}
+
 async fn set_active(
     tx: &mut SqliteConnection,
     store: &StoreId,
@@ -872,7 +992,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store_id = StoreId::parse("demo").unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
-        let conv = store.create_conversation(&store_id, None, Millis(1)).await.unwrap();
+        let conv = store.create_conversation(&store_id, None, None, Millis(1)).await.unwrap();
         let cid = ClientMessageId("c1".into());
         let first = store.append_shopper_message(conv.id, &cid, "你好", Millis(2)).await.unwrap();
         let again = store.append_shopper_message(conv.id, &cid, "你好", Millis(3)).await.unwrap();
@@ -904,13 +1024,15 @@ mod tests {
             handoff_reason: None,
             consecutive_fallbacks: 0,
             product: None,
+            kind: "answer",
+            entry: None,
             at: Millis(1),
         };
         let error = store.record_bot_turn(&orphan).await.unwrap_err();
         assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
 
         let store_id = StoreId::parse("demo").unwrap();
-        let conv = store.create_conversation(&store_id, None, Millis(2)).await.unwrap();
+        let conv = store.create_conversation(&store_id, None, None, Millis(2)).await.unwrap();
         let cid = ClientMessageId("c1".into());
         let appended = store.append_shopper_message(conv.id, &cid, "还在吗", Millis(3)).await.unwrap();
         assert!(!appended.duplicate);

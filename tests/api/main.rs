@@ -7,5 +7,6 @@ mod browser;
 mod chat;
 mod eval_command;
 mod helpers;
+mod insight;
 mod merchants;
 mod restart;

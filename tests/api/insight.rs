@@ -1,0 +1,106 @@
+//! Insight: votes and flags on answers, and the measures computed from real conversations.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{AgentClient, Client, TestApp, spawn_with, test_config};
+
+async fn shopper(app: &TestApp, id: Option<&str>) -> Client {
+    let mut client = app.connect("shop").await;
+    let mut hello = json!({"type": "hello"});
+    if let Some(id) = id {
+        hello["shopper"] = json!(id);
+    }
+    client.send(hello).await;
+    assert_eq!(client.recv().await["type"], "welcome");
+    client
+}
+
+async fn vote(client: &mut Client, reply: &Value, helpful: bool) {
+    client.send(json!({"type": "feedback", "message_id": reply["message_id"], "helpful": helpful})).await;
+    let noted = client.recv_type("feedback_noted").await;
+    assert_eq!(noted["message_id"], reply["message_id"]);
+}
+
+#[tokio::test]
+async fn votes_flags_and_chats_become_exact_measures_for_their_store_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let shop_key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let other_key = mibot::admin::create_store(&config, "other").await.unwrap().0;
+    let token = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
+    let app = spawn_with(config.clone()).await;
+
+    // 1: answered and liked, but the same shopper comes back with the same question (4).
+    let mut s1 = shopper(&app, Some("member-1")).await;
+    let r1 = s1.ask("a", "发票怎么申请").await;
+    assert_eq!(r1["kind"], "answer", "{r1}");
+    vote(&mut s1, &r1, true).await;
+    // 2: answered, voted down, and flagged by an agent.
+    let mut s2 = shopper(&app, None).await;
+    let r2 = s2.ask("a", "退货运费谁出").await;
+    vote(&mut s2, &r2, false).await;
+    s2.send(json!({"type": "feedback", "message_id": 999_999, "helpful": true})).await;
+    assert_eq!(s2.recv_type("error").await["code"], "invalid_feedback");
+    // 3: handed to ann, answered, closed and rated 4.
+    let (mut ann, _) = AgentClient::login(app.addr, &token, true).await;
+    let mut s3 = shopper(&app, None).await;
+    s3.ask("a", "转人工").await;
+    let assigned = ann.recv_type("assigned").await;
+    let c3 = assigned["conversation_id"].clone();
+    ann.send(json!({"type": "reply", "conversation_id": c3, "text": "您好"})).await;
+    ann.recv_type("sent").await;
+    let c2 = {
+        let welcome_id = r2["message_id"].clone();
+        // The flag names the reply by its id; the conversation is looked up by the agent's client.
+        let queue: Value = reqwest::Client::new()
+            .get(format!("http://{}/api/v1/stores/shop/reviews?since=1h", app.addr))
+            .bearer_auth(&shop_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(queue["reviews"][0]["message_id"], welcome_id, "{queue}");
+        queue["reviews"][0]["conversation_id"].clone()
+    };
+    ann.send(json!({"type": "flag", "conversation_id": c2, "message_id": r2["message_id"], "note": "运费规则已改"})).await;
+    assert_eq!(ann.recv_type("flagged").await["message_id"], r2["message_id"]);
+    ann.send(json!({"type": "close", "conversation_id": c3})).await;
+    s3.recv_type("rate_request").await;
+    s3.send(json!({"type": "rate", "score": 4})).await;
+    s3.recv_type("rated").await;
+    // 4: member-1 again, same question in other words: resolved itself, un-resolves 1.
+    let mut s4 = shopper(&app, Some("member-1")).await;
+    let r4 = s4.ask("a", "可以开发票吗").await;
+    assert_eq!(r4["trace"]["matched"], "invoice", "{r4}");
+
+    let shop = app.merchant("shop", &shop_key);
+    let (status, body) = shop.get("/insights?since=1h&bucket=hour").await;
+    assert_eq!(status, 200, "{body}");
+    let r = &body["report"];
+    assert_eq!(r["sessions"], 4, "{r}");
+    assert_eq!(r["resolved"], 1, "{r}");
+    assert_eq!(r["unresolved"], json!({"handed_over": 1, "disliked": 1, "asked_again": 1}), "{r}");
+    assert_eq!(r["escalations"], json!({"asked_for_human": 1}), "{r}");
+    assert_eq!(r["human"]["chats"], 1);
+    assert_eq!(r["human"]["csat"], 4.0);
+    assert_eq!(r["bot_feedback"], json!({"helpful": 1, "not_helpful": 1, "helpful_rate": 0.5, "flagged": 1}));
+    assert_eq!(r["top_entries"][0], json!({"entry": "invoice", "count": 2}), "{r}");
+
+    let (_, body) = shop.get("/reviews?since=1h").await;
+    let reviews = body["reviews"].as_array().unwrap();
+    assert_eq!(reviews.len(), 2, "a down vote and a flag: {body}");
+    let flag = reviews.iter().find(|r| r["source"] == "agent").unwrap();
+    assert_eq!(
+        (flag["question"].as_str(), flag["note"].as_str()),
+        (Some("退货运费谁出"), Some("运费规则已改"))
+    );
+    assert_eq!(shop.get("/insights?since=soon").await.0, 400);
+
+    let (_, theirs) = app.merchant("other", &other_key).get("/insights?since=1h").await;
+    assert_eq!(theirs["report"]["sessions"], 0, "{theirs}");
+    let cli = mibot::admin::report(&config, "shop", "1h", mibot::insight::Bucket::Day).await.unwrap();
+    assert_eq!((cli.sessions, cli.resolved), (4, 1));
+    app.stop().await;
+}
