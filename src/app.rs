@@ -63,6 +63,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         merchants,
         library,
         desk: Arc::new(desk),
+        metrics: Arc::new(crate::metrics::Metrics::default()),
         clock,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),

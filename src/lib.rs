@@ -22,6 +22,7 @@ pub mod insight;
 pub mod intents;
 pub mod knowledge;
 pub mod library;
+pub mod metrics;
 pub mod protocol;
 pub mod session;
 pub mod store;

@@ -14,6 +14,7 @@ use crate::domain::{ChatStatus, ClientMessageId, Clock, HandoffReason, MessageId
 use crate::escalation::Desk;
 use crate::knowledge::KnowledgeBase;
 use crate::library::Library;
+use crate::metrics::Metrics;
 use crate::protocol::{ClientEvent, ErrorCode, HistoryItem, ProtocolError, ReplyKind, ServerEvent};
 use crate::store::{BotTurn, Conversation, Insights, NewFeedback, Store, StoreError};
 use crate::triage::{ChatContext, Decision, Triaged, triage};
@@ -45,6 +46,7 @@ pub struct Session {
     insights: Arc<dyn Insights>,
     config: Arc<Config>,
     clock: Clock,
+    metrics: Arc<Metrics>,
     conversation: Option<Conversation>,
     out: mpsc::Sender<ServerEvent>,
 }
@@ -64,13 +66,15 @@ pub struct Services {
     pub config: Arc<Config>,
     /// "Now".
     pub clock: Clock,
+    /// Operators' metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Session {
     /// A session with a shopper of `store_id`, sending its events to `out`.
     pub fn new(store_id: StoreId, services: Services, out: mpsc::Sender<ServerEvent>) -> Self {
-        let Services { library, desk, store, insights, config, clock } = services;
-        Self { store_id, library, desk, store, insights, config, clock, conversation: None, out }
+        let Services { library, desk, store, insights, config, clock, metrics } = services;
+        Self { store_id, library, desk, store, insights, config, clock, metrics, conversation: None, out }
     }
 
     /// The connection has ended: the desk stops sending to it.
@@ -257,6 +261,9 @@ impl Session {
             self.store.append_shopper_message(conversation.id, &id, text, self.clock.now()).await?;
         conversation.status = appended.status;
         let conversation = conversation.clone();
+        if !appended.duplicate {
+            self.metrics.message(self.store_id.as_str());
+        }
         self.send(ServerEvent::Ack {
             id: id.clone(),
             message_id: appended.id,
@@ -297,7 +304,9 @@ impl Session {
             return Ok(());
         }
 
+        let deciding = std::time::Instant::now();
         let triaged = self.decide(&conversation, text.to_owned()).await?;
+        let decided = deciding.elapsed().as_secs_f64();
         let (kind, source, reply, suggestions, handoff) = match triaged.decision {
             Decision::Answer { source, text, suggestions, notify } => {
                 let handoff = notify.then_some(HandoffReason::NotifyFlag);
@@ -327,6 +336,7 @@ impl Session {
             at: self.clock.now(),
         };
         let message_id = self.store.record_bot_turn(&turn).await.map_err(SessionError::Reply)?;
+        self.metrics.reply(self.store_id.as_str(), kind.as_str(), decided);
         if let Some(current) = self.conversation.as_mut() {
             current.status = status;
             current.consecutive_fallbacks = consecutive_fallbacks;

@@ -225,6 +225,20 @@ impl Desk {
         Ok(Some((summary, self.agents.transcript(conversation).await?)))
     }
 
+    /// Per store: chats waiting, chats with an agent, agents available.
+    pub async fn gauges(&self) -> Vec<(String, usize, usize, usize)> {
+        let state = self.state.lock().await;
+        let mut gauges: Vec<_> = state
+            .iter()
+            .map(|(store, desk)| {
+                let waiting = desk.chats.values().filter(|c| c.agent.is_none()).count();
+                (store.as_str().to_owned(), waiting, desk.chats.len() - waiting, desk.available())
+            })
+            .collect();
+        gauges.sort();
+        gauges
+    }
+
     /// How many of the store's agents are online.
     pub async fn agents_online(&self, store: &StoreId) -> usize {
         self.state.lock().await.get(store).map_or(0, StoreDesk::available)

@@ -65,6 +65,7 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
         insights: Arc::clone(&state.insights),
         config: Arc::clone(&state.config),
         clock: state.clock.clone(),
+        metrics: Arc::clone(&state.metrics),
     };
     let mut session = Session::new(store_id, services, out.clone());
     let close_with = loop {

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::domain::Clock;
 use crate::escalation::Desk;
 use crate::library::Library;
+use crate::metrics::Metrics;
 use crate::store::{Insights, Merchants, Store};
 
 /// Everything the handlers share: cheap-to-clone handles, built once at start-up.
@@ -40,6 +41,8 @@ pub struct AppState {
     pub library: Arc<Library>,
     /// The queue of chats for people, and the agents online.
     pub desk: Arc<Desk>,
+    /// Operators' metrics.
+    pub metrics: Arc<Metrics>,
     /// Where "now" comes from (validity windows, timestamps).
     pub clock: Clock,
     /// Cancelled when the server shuts down.
@@ -54,8 +57,20 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/chat", get(chat::upgrade))
         .route("/ws/agent", get(agent::upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .merge(merchant::routes(&state))
         .merge(pages::routes())
         .merge(agent::routes())
         .with_state(state)
+}
+
+/// The Prometheus text exposition.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    let gauges = state.desk.gauges().await;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(&gauges),
+    )
 }

@@ -104,3 +104,25 @@ async fn votes_flags_and_chats_become_exact_measures_for_their_store_only() {
     assert_eq!((cli.sessions, cli.resolved), (4, 1));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn operators_get_prometheus_metrics() {
+    let app = crate::helpers::spawn_app().await;
+    app.ask_once("shop", "发票怎么申请").await;
+    let mut s = app.connect("shop").await;
+    s.hello(None).await;
+    s.ask("h", "转人工").await;
+    s.recv_type("queue").await;
+    let text = reqwest::get(format!("http://{}/metrics", app.addr)).await.unwrap().text().await.unwrap();
+    for line in [
+        "mibot_shopper_messages_total{store=\"shop\"} 2",
+        "mibot_bot_replies_total{store=\"shop\",kind=\"answer\"} 1",
+        "mibot_bot_replies_total{store=\"shop\",kind=\"handoff\"} 1",
+        "mibot_decision_seconds_count 2",
+        "mibot_queue_waiting{store=\"shop\"} 1",
+        "mibot_agents_online{store=\"shop\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    app.stop().await;
+}

@@ -1,0 +1,89 @@
+//! Operators' metrics, in the Prometheus text format at `GET /metrics`: messages, the bot's
+//! decisions by band, decision latency, and the queues.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabel {
+    store: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplyLabels {
+    store: String,
+    kind: String,
+}
+
+/// The counters, histograms and gauges mibot exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    messages: Family<StoreLabel, Counter>,
+    replies: Family<ReplyLabels, Counter>,
+    decision: Histogram,
+    waiting: Family<StoreLabel, Gauge>,
+    with_agent: Family<StoreLabel, Gauge>,
+    agents: Family<StoreLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mibot");
+        let messages = Family::<StoreLabel, Counter>::default();
+        registry.register("shopper_messages", "Shopper messages stored", messages.clone());
+        let replies = Family::<ReplyLabels, Counter>::default();
+        registry.register(
+            "bot_replies",
+            "Bot replies by kind (answer, clarify, fallback, handoff)",
+            replies.clone(),
+        );
+        // 50 µs to about 1.6 s.
+        let decision = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "decision_seconds",
+            "Time to decide a reply (triage), in seconds",
+            decision.clone(),
+        );
+        let waiting = Family::<StoreLabel, Gauge>::default();
+        registry.register("queue_waiting", "Chats waiting for a person", waiting.clone());
+        let with_agent = Family::<StoreLabel, Gauge>::default();
+        registry.register("queue_with_agent", "Chats a person is handling", with_agent.clone());
+        let agents = Family::<StoreLabel, Gauge>::default();
+        registry.register("agents_online", "Agents online and taking chats", agents.clone());
+        Self { registry, messages, replies, decision, waiting, with_agent, agents }
+    }
+}
+
+impl Metrics {
+    /// A shopper message was stored.
+    pub fn message(&self, store: &str) {
+        self.messages.get_or_create(&StoreLabel { store: store.to_owned() }).inc();
+    }
+
+    /// The bot replied, after deciding for `seconds`.
+    pub fn reply(&self, store: &str, kind: &str, seconds: f64) {
+        self.replies.get_or_create(&ReplyLabels { store: store.to_owned(), kind: kind.to_owned() }).inc();
+        self.decision.observe(seconds);
+    }
+
+    /// The text exposition, with the queues as `(store, waiting, with_agent, agents online)`.
+    pub fn render(&self, queues: &[(String, usize, usize, usize)]) -> String {
+        for (store, waiting, with_agent, agents) in queues {
+            let label = StoreLabel { store: store.clone() };
+            let count = |n: &usize| i64::try_from(*n).unwrap_or(i64::MAX);
+            self.waiting.get_or_create(&label).set(count(waiting));
+            self.with_agent.get_or_create(&label).set(count(with_agent));
+            self.agents.get_or_create(&label).set(count(agents));
+        }
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        out
+    }
+}
