@@ -73,6 +73,19 @@
       if (m.role === "bot" && m.trace && m.trace.matched) who += " · " + m.trace.matched + (m.trace.score != null ? " (" + Number(m.trace.score).toFixed(2) + ")" : "");
       div.appendChild(el("span", "who", who));
       div.appendChild(document.createTextNode(m.text));
+      if (m.role === "bot" && m.id != null) {
+        var flag = el("button", "flag", m.flagged ? "flagged" : "Flag as wrong");
+        flag.type = "button";
+        flag.disabled = !!m.flagged;
+        flag.addEventListener("click", function () {
+          var note = window.prompt("What is wrong with this answer? (for the merchant)", "");
+          if (note === null) return;
+          send({ type: "flag", conversation_id: current, message_id: m.id, note: note });
+          m.flagged = true;
+          renderTranscript();
+        });
+        div.appendChild(flag);
+      }
       box.appendChild(div);
     });
     box.scrollTop = box.scrollHeight;
@@ -161,6 +174,9 @@
         renderChats();
         break;
       case "sent":
+        break;
+      case "flagged":
+        flash("Flagged for the merchant's review");
         break;
       case "unassigned":
         flash("Chat " + short(ev.conversation_id) + " left you: " + ev.why);

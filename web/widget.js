@@ -24,6 +24,9 @@
     "#mibot .mibot-notice{align-self:center;color:#57606a;font-size:12px;text-align:center}" +
     "#mibot .mibot-chips{display:flex;flex-wrap:wrap;gap:4px}" +
     "#mibot .mibot-chips button,#mibot .mibot-rate button{border:1px solid #ff5000;background:#fff;color:#ff5000;border-radius:12px;padding:2px 8px;cursor:pointer}" +
+    "#mibot .mibot-vote{align-self:flex-start;display:flex;gap:4px;font-size:12px;color:#57606a}" +
+    "#mibot .mibot-vote button{border:0;background:none;cursor:pointer;padding:0 2px;font-size:14px}" +
+    "#mibot .mibot-vote[data-state=noted] button{display:none}" +
     "#mibot form{display:flex;border-top:1px solid #d0d7de}" +
     "#mibot input{flex:1;border:0;padding:10px;font:inherit;outline:none}" +
     "#mibot form button{border:0;background:#ff5000;color:#fff;padding:0 16px;font:inherit;cursor:pointer;border-radius:0 0 12px 0}";
@@ -112,6 +115,28 @@
     else pending.push(frame);
   }
 
+  var votes = {};
+  function voteButtons(messageId) {
+    var box = document.createElement("div");
+    box.className = "mibot-vote";
+    box.dataset.message = String(messageId);
+    [[true, "👍", "有帮助 Helpful"], [false, "👎", "没帮助 Not helpful"]].forEach(function (v) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.dataset.helpful = String(v[0]);
+      b.textContent = v[1];
+      b.title = v[2];
+      b.setAttribute("aria-label", v[2]);
+      b.addEventListener("click", function () {
+        if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "feedback", message_id: messageId, helpful: v[0] }));
+      });
+      box.appendChild(b);
+    });
+    votes[messageId] = box;
+    log.appendChild(box);
+    scroll();
+  }
+
   function rate(score) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "rate", score: score }));
   }
@@ -134,7 +159,15 @@
         break;
       case "reply":
         bubble("bot", ev.text);
+        if (ev.kind === "answer") voteButtons(ev.message_id);
         chips(ev.suggestions, say);
+        break;
+      case "feedback_noted":
+        var box = votes[ev.message_id];
+        if (box) {
+          box.dataset.state = "noted";
+          box.appendChild(document.createTextNode("谢谢反馈 Thanks for the feedback"));
+        }
         break;
       case "agent_message":
         bubble("agent", ev.agent + "：" + ev.text);

@@ -18,7 +18,7 @@ async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
     );
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
-    mibot::admin::create_store(&config, "shop").await.unwrap();
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
     let token = mibot::admin::add_agent(&config, "shop", "lily", &[], Some(3)).await.unwrap().0;
     let app = spawn_with(config).await;
 
@@ -40,5 +40,10 @@ async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
         .unwrap_or_else(|| panic!("no report from the browser run\nstdout: {stdout}\nstderr: {stderr}"));
     assert_eq!(report["ok"], true, "{report}\nstderr: {stderr}");
     assert_eq!(report["steps"].as_array().unwrap().len(), 7, "{report}");
+    // The shopper's vote and the agent's flag reached the merchant's review list.
+    let (_, reviews) = app.merchant("shop", &key).get("/reviews?since=1h").await;
+    let sources: Vec<&str> =
+        reviews["reviews"].as_array().unwrap().iter().filter_map(|r| r["source"].as_str()).collect();
+    assert!(sources.contains(&"shopper") && sources.contains(&"agent"), "{reviews}");
     app.stop().await;
 }

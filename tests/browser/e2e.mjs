@@ -41,7 +41,9 @@ try {
   };
   await say("退货运费谁出");
   await shopperPage.waitForSelector(".mibot-msg[data-role=bot]:has-text('退货运费')", { timeout: WAIT });
-  step("bot answered in the widget");
+  await shopperPage.click(".mibot-vote button[data-helpful='false']");
+  await shopperPage.waitForSelector(".mibot-vote[data-state=noted]", { timeout: WAIT });
+  step("bot answered in the widget; the shopper voted on it");
   await say("转人工");
   await shopperPage.waitForSelector(".mibot-notice[data-kind=with_agent]", { timeout: WAIT });
   step("shopper handed to a person");
@@ -50,7 +52,10 @@ try {
   await agentPage.waitForSelector("#chats li.chat-tab", { timeout: WAIT });
   await agentPage.waitForSelector("#transcript .msg[data-role=shopper]:has-text('退货运费谁出')", { timeout: WAIT });
   await agentPage.waitForSelector("#transcript .msg[data-role=bot]", { timeout: WAIT });
-  step("agent sees the history");
+  agentPage.once("dialog", (dialog) => dialog.accept("运费规则已更新"));
+  await agentPage.locator("#transcript .msg[data-role=bot] button.flag").first().click();
+  await agentPage.waitForSelector("#transcript .msg[data-role=bot] button.flag:disabled", { timeout: WAIT });
+  step("agent sees the history and flags a bot answer");
 
   // The shopper writes on; the agent gets a suggested answer and sends it.
   await say("发票怎么申请");
