@@ -411,6 +411,186 @@ pub fn reviews(history: &History) -> Vec<Review> {
     reviews
 }
 
+/// How alike two questions must be (cosine of their word and character n-gram TF-IDF vectors)
+/// to share a cluster.
+pub const CLUSTER_SIMILARITY: f32 = 0.15;
+
+/// Most questions clustered at once (the newest).
+pub const MAX_CLUSTERED: usize = 500;
+
+/// Unanswered questions that mean the same thing, with a drafted knowledge entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    /// A stable id: `q` and the first question's message id.
+    pub id: String,
+    /// How many questions.
+    pub size: usize,
+    /// Share of them whose chat went to a person.
+    pub handed_off_share: f64,
+    /// `size × (1 + handed_off_share)`: clusters are listed by this, highest first.
+    pub score: f64,
+    /// The shopper messages in it.
+    pub message_ids: Vec<MessageId>,
+    /// Up to five of the questions.
+    pub samples: Vec<String>,
+    /// A knowledge entry to accept (edited or as is) into the pack.
+    pub draft: Draft,
+}
+
+/// A drafted FAQ entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Draft {
+    /// The most central question.
+    pub question: String,
+    /// The other questions, as similar questions.
+    pub similar: Vec<String>,
+    /// What an agent answered to one of them, if one did.
+    pub answer: Option<String>,
+}
+
+/// The shopper questions the bot did not answer well: its reply was a fallback or a "did you
+/// mean", or a handoff after fallbacks, or an answer voted down or flagged. Dismissed ones are
+/// left out. Returns `(message, text, handed off, what an agent answered next)`.
+fn unanswered(history: &History) -> Vec<(MessageId, String, bool, Option<String>)> {
+    let disliked: HashSet<MessageId> =
+        history.feedback.iter().filter(|f| f.helpful == Some(false)).map(|f| f.message).collect();
+    let dismissed: HashSet<MessageId> = history.dismissed.iter().copied().collect();
+    let handed: HashSet<ConversationId> = history
+        .conversations
+        .iter()
+        .filter(|c| c.handoff_reason.is_some_and(|r| r != HandoffReason::NotifyFlag))
+        .map(|c| c.id)
+        .collect();
+    let failed_over: HashSet<ConversationId> = history
+        .conversations
+        .iter()
+        .filter(|c| c.handoff_reason == Some(HandoffReason::RepeatedFallback))
+        .map(|c| c.id)
+        .collect();
+    let mut found = Vec::new();
+    for (i, m) in history.messages.iter().enumerate() {
+        if m.role != Role::Shopper || dismissed.contains(&m.id) {
+            continue;
+        }
+        let later = &history.messages[i + 1..];
+        let reply = later.iter().find(|r| r.conversation == m.conversation && r.role != Role::Shopper);
+        let Some(reply) = reply.filter(|r| r.role == Role::Bot) else { continue };
+        let poor = match reply.kind.as_deref() {
+            Some("fallback" | "clarify") => true,
+            // A handoff after failing counts; asking for a person or complaining is not a question.
+            Some("handoff") => failed_over.contains(&m.conversation),
+            Some("answer") => disliked.contains(&reply.id),
+            _ => false,
+        };
+        if poor {
+            let agent = later.iter().find(|r| r.conversation == m.conversation && r.role == Role::Agent);
+            found.push((
+                m.id,
+                m.text.clone(),
+                handed.contains(&m.conversation),
+                agent.map(|a| a.text.clone()),
+            ));
+        }
+    }
+    found
+}
+
+/// Groups the unanswered questions by meaning and drafts an entry for each group, best first.
+pub fn clusters(history: &History, analyzer: &crate::text::Analyzer) -> Vec<Cluster> {
+    use crate::knowledge::features::{Vocabulary, raw_features};
+    let mut questions = unanswered(history);
+    // The newest ones: clustering is quadratic in memory and cubic in time at worst.
+    if questions.len() > MAX_CLUSTERED {
+        questions.drain(..questions.len() - MAX_CLUSTERED);
+    }
+    let raw: Vec<Vec<u64>> = questions.iter().map(|(_, text, ..)| raw_features(analyzer, text)).collect();
+    let vocabulary = Vocabulary::fit(&raw);
+    let vectors: Vec<Vec<(u32, f32)>> = raw.iter().map(|r| vocabulary.vectorize(r)).collect();
+    let dot = |a: &[(u32, f32)], b: &[(u32, f32)]| -> f32 {
+        let (mut i, mut j, mut sum) = (0, 0, 0.0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    sum += a[i].1 * b[j].1;
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        sum
+    };
+    // Average-link agglomeration: merge the two most alike groups while they are alike enough,
+    // keeping the groups' similarities up to date as size-weighted means (Lance–Williams).
+    let n = questions.len();
+    let sim: Vec<Vec<f32>> =
+        (0..n).map(|i| (0..n).map(|j| dot(&vectors[i], &vectors[j])).collect()).collect();
+    let mut link = sim.clone();
+    let mut groups: Vec<Option<Vec<usize>>> = (0..n).map(|i| Some(vec![i])).collect();
+    loop {
+        let mut best: Option<(usize, usize, f32)> = None;
+        for a in (0..n).filter(|&a| groups[a].is_some()) {
+            for b in (a + 1..n).filter(|&b| groups[b].is_some()) {
+                if link[a][b] >= CLUSTER_SIMILARITY && best.is_none_or(|(_, _, t)| link[a][b] > t) {
+                    best = Some((a, b, link[a][b]));
+                }
+            }
+        }
+        let Some((a, b, _)) = best else { break };
+        let merged = groups[b].take().unwrap_or_default();
+        let (size_a, size_b) = (groups[a].as_ref().map_or(0, Vec::len) as f32, merged.len() as f32);
+        for c in (0..n).filter(|&c| c != a && groups[c].is_some()) {
+            let mean = (size_a * link[a][c] + size_b * link[b][c]) / (size_a + size_b);
+            link[a][c] = mean;
+            link[c][a] = mean;
+        }
+        if let Some(group) = groups[a].as_mut() {
+            group.extend(merged);
+        }
+    }
+    let mut clusters: Vec<Cluster> = groups
+        .into_iter()
+        .flatten()
+        .map(|mut members| {
+            members.sort_unstable();
+            // The most central question: the highest mean similarity to the others.
+            let central = *members
+                .iter()
+                .max_by(|&&a, &&b| {
+                    let score = |i: usize| members.iter().map(|&j| sim[i][j]).sum::<f32>();
+                    score(a).total_cmp(&score(b)).then(b.cmp(&a))
+                })
+                .unwrap_or(&members[0]);
+            let handed = members.iter().filter(|&&i| questions[i].2).count();
+            let size = members.len();
+            let share = handed as f64 / size as f64;
+            let mut similar: Vec<String> = Vec::new();
+            for &i in &members {
+                let text = questions[i].1.trim().to_owned();
+                if i != central && text != questions[central].1.trim() && !similar.contains(&text) {
+                    similar.push(text);
+                }
+            }
+            Cluster {
+                id: format!("q{}", questions[members[0]].0.0),
+                size,
+                handed_off_share: share,
+                score: size as f64 * (1.0 + share),
+                message_ids: members.iter().map(|&i| questions[i].0).collect(),
+                samples: members.iter().take(5).map(|&i| questions[i].1.clone()).collect(),
+                draft: Draft {
+                    question: questions[central].1.trim().to_owned(),
+                    similar,
+                    answer: members.iter().find_map(|&i| questions[i].3.clone()),
+                },
+            }
+        })
+        .collect();
+    clusters.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    clusters
+}
+
 /// Reads a range's start: `7d`, `24h`, `30m` before `now`, or an RFC 3339 instant.
 pub fn parse_since(text: &str, now: Millis) -> Option<Millis> {
     let text = text.trim();
@@ -504,7 +684,7 @@ mod tests {
             author: None,
             at: Millis(3 * HOUR + 5),
         }];
-        (History { conversations, messages, feedback }, ids)
+        (History { conversations, messages, feedback, dismissed: Vec::new() }, ids)
     }
 
     #[test]
@@ -544,6 +724,43 @@ mod tests {
         assert_eq!(r.resolved, 1);
         assert_eq!(r.series.len(), 24);
         assert_eq!(r.series[4].sessions, 1);
+    }
+
+    #[test]
+    fn paraphrases_share_a_cluster_and_unrelated_questions_do_not() {
+        let id = ConversationId::new();
+        let texts = [
+            "你们支持花呗分期吗",
+            "可以用花呗分期付款吗",
+            "花呗能分期吗",
+            "can I pay in installments with huabei",
+            "你们的实体店在哪个城市",
+            "What time does the warehouse close on Sunday?",
+        ];
+        let mut messages = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let n = i64::try_from(i).unwrap() * 2;
+            let row = |id_: i64, role, text: &str, kind: Option<&str>| MessageRow {
+                id: MessageId(id_),
+                conversation: id,
+                role,
+                text: text.to_owned(),
+                kind: kind.map(str::to_owned),
+                entry: None,
+                at: Millis(id_),
+            };
+            messages.push(row(n + 1, Role::Shopper, text, None));
+            messages.push(row(n + 2, Role::Bot, "抱歉", Some("fallback")));
+        }
+        let history = History { messages, ..History::default() };
+        let clusters = clusters(&history, &crate::text::Analyzer::new());
+        let with = |text: &str| clusters.iter().position(|c| c.samples.iter().any(|s| s == text)).unwrap();
+        assert_eq!(with("你们支持花呗分期吗"), with("可以用花呗分期付款吗"), "{clusters:#?}");
+        assert_eq!(with("你们支持花呗分期吗"), with("花呗能分期吗"), "{clusters:#?}");
+        assert_ne!(with("你们支持花呗分期吗"), with("你们的实体店在哪个城市"), "{clusters:#?}");
+        assert_ne!(with("你们的实体店在哪个城市"), with("What time does the warehouse close on Sunday?"));
+        assert_eq!(clusters[0].size, 3, "the biggest first: {clusters:#?}");
+        assert_eq!(clusters[0].draft.similar.len(), 2);
     }
 
     #[test]

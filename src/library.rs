@@ -103,6 +103,11 @@ impl Library {
         }
     }
 
+    /// The text analysis every store's knowledge uses.
+    pub fn analyzer(&self) -> &Analyzer {
+        &self.analyzer
+    }
+
     /// The store's live knowledge.
     pub fn get(&self, store: &StoreId) -> Option<Arc<KnowledgeBase>> {
         self.read().get(store).map(|s| Arc::clone(&s.knowledge))

@@ -20,3 +20,11 @@ CREATE TABLE feedback (
     UNIQUE (message_id, source)
 );
 CREATE INDEX feedback_by_store ON feedback (store, created_at);
+
+-- Unanswered questions the merchant dismissed from the clusters (by the shopper message).
+CREATE TABLE dismissed_questions (
+    store      TEXT NOT NULL,
+    message_id INTEGER NOT NULL REFERENCES messages (id),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (store, message_id)
+);

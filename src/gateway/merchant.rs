@@ -47,6 +47,9 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/stores/{store}/products/{sku}", delete(delete_product))
         .route("/api/v1/stores/{store}/insights", get(insights))
         .route("/api/v1/stores/{store}/reviews", get(reviews))
+        .route("/api/v1/stores/{store}/clusters", get(list_clusters))
+        .route("/api/v1/stores/{store}/clusters/{id}/accept", post(accept_cluster))
+        .route("/api/v1/stores/{store}/clusters/{id}/dismiss", post(dismiss_cluster))
 }
 
 /// An error as the merchant sees it: a status and `{"error", "message", "problems"?}`.
@@ -556,4 +559,111 @@ async fn reviews(
     let (since, until) = range(&params, state.clock.now())?;
     let history = state.insights.records(&store, since, until).await?;
     Ok(Json(json!({"store": store.as_str(), "reviews": insight::reviews(&history)})))
+}
+
+/// The store's clusters of unanswered questions over the range.
+async fn clusters_of(
+    state: &AppState,
+    store: &StoreId,
+    params: &RangeParams,
+) -> ApiResult<Vec<insight::Cluster>> {
+    let (since, until) = range(params, state.clock.now())?;
+    let history = state.insights.records(store, since, until).await?;
+    let analyzer = state.library.analyzer().clone();
+    tokio::task::spawn_blocking(move || insight::clusters(&history, &analyzer)).await.map_err(internal)
+}
+
+async fn list_clusters(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    Query(params): Query<RangeParams>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let clusters = clusters_of(&state, &store, &params).await?;
+    Ok(Json(json!({"store": store.as_str(), "clusters": clusters})))
+}
+
+/// The merchant's edits to a draft; anything left out keeps the draft's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DraftEdits {
+    id: Option<String>,
+    question: Option<String>,
+    similar: Option<Vec<String>>,
+    answer: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+async fn accept_cluster(
+    State(state): State<AppState>,
+    Path((store, id)): Path<(String, String)>,
+    Query(params): Query<RangeParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let store = authorize(&state, &headers, &store).await?;
+    let edits: DraftEdits = if body.is_empty() {
+        DraftEdits::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("the body must be the draft's edits: {e}"),
+            )
+        })?
+    };
+    let clusters = clusters_of(&state, &store, &params).await?;
+    let cluster = clusters.into_iter().find(|c| c.id == id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_cluster",
+            format!("no cluster {id:?} in this range (it may have been accepted or dismissed)"),
+        )
+    })?;
+    let question = edits.question.unwrap_or(cluster.draft.question);
+    let Some(answer) = edits.answer.or(cluster.draft.answer).filter(|a| !a.trim().is_empty()) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "answer_required",
+            "no agent answered these questions; send the answer: {\"answer\": \"…\"}",
+        ));
+    };
+    let entry_id =
+        edits.id.unwrap_or_else(|| format!("draft-{}", &crate::library::fingerprint(&question)[..10]));
+    let mut entry = crate::knowledge::FaqEntry::new(
+        entry_id,
+        crate::domain::LocalizedText::Plain(question),
+        crate::domain::LocalizedText::Plain(answer),
+    );
+    entry.similar = edits.similar.unwrap_or(cluster.draft.similar);
+    entry.tags = edits.tags;
+    let messages = cluster.message_ids.clone();
+    let version = state
+        .library
+        .edit(&store, "http", state.clock.now(), |pack| {
+            pack.faq.push(entry);
+            Ok::<(), ApiError>(())
+        })
+        .await?;
+    // Its questions are answered now: they leave the clusters.
+    state.insights.dismiss(&store, &messages, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(json!({"version": version_json(&version, Some(version.version))}))))
+}
+
+async fn dismiss_cluster(
+    State(state): State<AppState>,
+    Path((store, id)): Path<(String, String)>,
+    Query(params): Query<RangeParams>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let clusters = clusters_of(&state, &store, &params).await?;
+    let cluster = clusters.into_iter().find(|c| c.id == id).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_cluster", format!("no cluster {id:?} in this range"))
+    })?;
+    state.insights.dismiss(&store, &cluster.message_ids, state.clock.now()).await?;
+    Ok(Json(json!({"dismissed": cluster.message_ids.len()})))
 }

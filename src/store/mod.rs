@@ -467,6 +467,8 @@ pub struct History {
     pub messages: Vec<MessageRow>,
     /// Votes and flags on their bot replies.
     pub feedback: Vec<FeedbackRow>,
+    /// Shopper messages the merchant dismissed from the unanswered clusters.
+    pub dismissed: Vec<MessageId>,
 }
 
 /// Feedback and the history the measures are computed from.
@@ -478,4 +480,7 @@ pub trait Insights: Send + Sync + std::fmt::Debug + 'static {
 
     /// The store's conversations started in `[since, until)`, with their messages and feedback.
     async fn records(&self, store: &StoreId, since: Millis, until: Millis) -> Result<History, StoreError>;
+
+    /// Dismisses shopper messages of the store from the unanswered clusters.
+    async fn dismiss(&self, store: &StoreId, messages: &[MessageId], at: Millis) -> Result<(), StoreError>;
 }

@@ -961,7 +961,36 @@ impl Insights for SqliteStore {
                 at: Millis(row.try_get("created_at")?),
             });
         }
-        Ok(History { conversations, messages, feedback })
+        let dismissed: Vec<i64> =
+            sqlx::query_scalar("SELECT message_id FROM dismissed_questions WHERE store = ?")
+                .bind(store.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(History {
+            conversations,
+            messages,
+            feedback,
+            dismissed: dismissed.into_iter().map(MessageId).collect(),
+        })
+    }
+
+    async fn dismiss(&self, store: &StoreId, messages: &[MessageId], at: Millis) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for message in messages {
+            sqlx::query(
+                "INSERT INTO dismissed_questions (store, message_id, created_at)
+                 SELECT c.store, m.id, ? FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE m.id = ? AND c.store = ?
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(at.0)
+            .bind(message.0)
+            .bind(store.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

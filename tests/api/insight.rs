@@ -126,3 +126,60 @@ async fn operators_get_prometheus_metrics() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn unanswered_paraphrases_become_one_draft_that_answers_them_once_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let token = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
+    let app = spawn_with(config).await;
+    let (mut ann, _) = AgentClient::login(app.addr, &token, true).await;
+
+    // Two misses in a row hand the first shopper to ann, who answers.
+    let mut s1 = shopper(&app, None).await;
+    let first = s1.ask("a", "你们支持花呗分期吗").await;
+    assert_ne!(first["kind"], "answer", "{first}");
+    s1.ask("b", "可以用花呗分期付款吗").await;
+    let assigned = ann.recv_type("assigned").await;
+    let agent_answer = "支持花呗分期，最多12期免息。";
+    ann.send(json!({"type": "reply", "conversation_id": assigned["conversation_id"], "text": agent_answer}))
+        .await;
+    ann.recv_type("sent").await;
+    let mut s2 = shopper(&app, None).await;
+    assert_ne!(s2.ask("a", "花呗能分期吗").await["kind"], "answer");
+    let mut s3 = shopper(&app, None).await;
+    assert_ne!(s3.ask("a", "你们的实体店在哪个城市").await["kind"], "answer");
+
+    let shop = app.merchant("shop", &key);
+    let (status, body) = shop.get("/clusters?since=1h").await;
+    assert_eq!(status, 200, "{body}");
+    let clusters = body["clusters"].as_array().unwrap();
+    let top = &clusters[0];
+    assert_eq!(top["size"], 3, "{body}");
+    assert!(
+        top["samples"].as_array().unwrap().iter().all(|s| s.as_str().unwrap().contains("花呗")),
+        "{body}"
+    );
+    assert_eq!(top["draft"]["answer"], agent_answer, "{body}");
+    let store_cluster = clusters
+        .iter()
+        .find(|c| c["samples"][0] == "你们的实体店在哪个城市")
+        .expect("the unrelated question stands alone");
+    assert_eq!(store_cluster["size"], 1, "{body}");
+
+    let top_id = top["id"].as_str().unwrap();
+    let (status, accepted) = shop.post_json(&format!("/clusters/{top_id}/accept?since=1h"), json!({})).await;
+    assert_eq!(status, 201, "{accepted}");
+    assert_eq!(accepted["version"]["version"], 2);
+    let reply = app.ask_once("shop", "花呗可以分期吗").await;
+    assert!(reply["text"].as_str().unwrap().contains("最多12期"), "the accepted draft answers: {reply}");
+
+    let other_id = store_cluster["id"].as_str().unwrap();
+    let (status, _) = shop.post_json(&format!("/clusters/{other_id}/dismiss?since=1h"), json!({})).await;
+    assert_eq!(status, 200);
+    let (_, body) = shop.get("/clusters?since=1h").await;
+    let left: Vec<&Value> = body["clusters"].as_array().unwrap().iter().collect();
+    assert!(left.iter().all(|c| c["id"] != top_id && c["id"] != other_id), "{body}");
+    app.stop().await;
+}
