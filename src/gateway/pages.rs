@@ -1,5 +1,6 @@
 //! The web pages mibot serves from the binary: the agent console (`/console`), the embeddable
-//! chat widget (`/widget.js`) and a demo storefront that embeds it (`/chat-demo`). Plain HTML,
+//! chat widget (`/widget.js`), a demo storefront that embeds it (`/chat-demo`) and the merchant
+//! dashboard (`/dashboard`, signed in with the store's key). Plain HTML,
 //! CSS and JavaScript; every text they show is set as text, never parsed as HTML.
 
 use axum::Router;
@@ -17,6 +18,9 @@ const CONSOLE_JS: &str = include_str!("../../web/console.js");
 const CONSOLE_CSS: &str = include_str!("../../web/console.css");
 const WIDGET_JS: &str = include_str!("../../web/widget.js");
 const CHAT_DEMO_HTML: &str = include_str!("../../web/chat-demo.html");
+const DASHBOARD_HTML: &str = include_str!("../../web/dashboard.html");
+const DASHBOARD_JS: &str = include_str!("../../web/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("../../web/dashboard.css");
 
 /// The page routes.
 pub(super) fn routes() -> Router<AppState> {
@@ -29,6 +33,12 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/widget.js", get(|| async { script(WIDGET_JS) }))
         .route("/chat-demo", get(chat_demo))
+        .route("/dashboard", get(|| async { Html(DASHBOARD_HTML) }))
+        .route("/dashboard.js", get(|| async { script(DASHBOARD_JS) }))
+        .route(
+            "/dashboard.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], DASHBOARD_CSS) }),
+        )
 }
 
 fn script(body: &'static str) -> impl IntoResponse {

@@ -47,3 +47,48 @@ async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
     assert!(sources.contains(&"shopper") && sources.contains(&"agent"), "{reviews}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_measures_and_accepts_a_draft() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let scripts = repo.join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        scripts.join("node_modules/playwright-core").exists() && std::path::Path::new(&chromium).exists(),
+        "browser tests need Chromium and Playwright (bash .ci/run installs both)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let app = spawn_with(config).await;
+    app.ask_once("shop", "发票怎么申请").await;
+    let mut shopper = app.connect("shop").await;
+    shopper.hello(None).await;
+    shopper.ask("a", "你们支持花呗分期吗").await;
+    shopper.ask("b", "可以用花呗分期付款吗").await;
+
+    let shot = dir.path().join("dashboard.png");
+    let run = tokio::process::Command::new("node")
+        .arg(scripts.join("dashboard.mjs"))
+        .args([format!("http://{}", app.addr), "shop".into(), key.clone(), "2".into()])
+        .arg(&shot)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let output =
+        tokio::time::timeout(Duration::from_secs(180), run).await.expect("the browser run ends").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value =
+        stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
+            panic!("no report\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
+        });
+    assert_eq!(report["ok"], true, "{report}");
+    // The screenshot is a real picture: a PNG, and far bigger than a blank page compresses to.
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(png.len() > 20_000, "the screenshot is {} bytes: blank?", png.len());
+    // The accepted draft is now an answer.
+    let reply = app.ask_once("shop", "花呗可以分期吗").await;
+    assert!(reply["text"].as_str().unwrap_or_default().contains("最多12期"), "{reply}");
+    app.stop().await;
+}

@@ -1,0 +1,44 @@
+// The merchant dashboard in headless Chromium: sign in with the store's key, see the measures and
+// charts, accept a drafted answer for the unanswered questions, and save a screenshot.
+//
+// Usage: node dashboard.mjs BASE_URL STORE KEY EXPECTED_SESSIONS SCREENSHOT.png
+import { chromium } from "playwright-core";
+
+const [base, store, key, sessions, shot] = process.argv.slice(2);
+const WAIT = 15000;
+const steps = [];
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: ["--no-sandbox"] });
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(String(e)));
+  await page.goto(`${base}/dashboard`);
+  await page.fill("#key", "mk_wrong");
+  await page.fill("#store", store);
+  await page.click("#login");
+  await page.waitForSelector("#login-error:has-text('wrong')", { timeout: WAIT });
+  steps.push("a wrong key is refused");
+  await page.fill("#key", key);
+  await page.click("#login");
+  await page.waitForSelector("body[data-loaded=true]", { timeout: WAIT });
+  const shown = (await page.locator("[data-tile=sessions] .v").textContent()).trim();
+  if (shown !== sessions) throw new Error(`the sessions tile says ${shown}, not ${sessions}`);
+  const bars = await page.locator("#volume rect.bar-sessions").evaluateAll((rects) => rects.filter((r) => Number(r.getAttribute("height")) > 0).length);
+  if (bars < 1) throw new Error("the volume chart has no bars");
+  if ((await page.locator("#reasons rect.bar-reason").count()) < 1) throw new Error("the handoff chart has no bars");
+  steps.push("measures and charts shown");
+  const row = page.locator("#clusters tbody tr[data-cluster]").first();
+  await row.waitFor({ timeout: WAIT });
+  await page.screenshot({ path: shot, fullPage: true });
+  await row.locator("textarea.draft-answer").fill("支持花呗分期，最多12期免息。");
+  await row.locator("button.accept").click();
+  await page.waitForSelector("#flash:has-text('version')", { timeout: WAIT });
+  steps.push("a draft accepted into the pack");
+  if (problems.length) throw new Error(`page errors: ${problems.join("; ")}`);
+  console.log(JSON.stringify({ ok: true, steps }));
+} catch (error) {
+  console.log(JSON.stringify({ ok: false, steps, error: String(error && error.message ? error.message : error) }));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,223 @@
+// mibot's merchant dashboard: the store's measures, charts drawn as SVG, the clusters of
+// unanswered questions with their drafts (accept or dismiss), the review list and the
+// most-asked entries. It reads the merchant API with the store's key; every text is set with
+// textContent.
+(function () {
+  "use strict";
+  var $ = function (id) { return document.getElementById(id); };
+  var SVG = "http://www.w3.org/2000/svg";
+  var store = null;
+  var key = null;
+  var saved = "mibot:dashboard";
+
+  function flash(text) {
+    $("flash").textContent = text;
+    clearTimeout(flash.t);
+    flash.t = setTimeout(function () { $("flash").textContent = ""; }, 4000);
+  }
+
+  function el(tag, text, className) {
+    var e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = text;
+    if (className) e.className = className;
+    return e;
+  }
+
+  function svg(tag, attrs, text) {
+    var e = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function range() {
+    var parts = $("range").value.split("|");
+    return { since: parts[0], bucket: parts[1] };
+  }
+
+  function api(path, options) {
+    options = options || {};
+    options.headers = Object.assign({ Authorization: "Bearer " + key }, options.headers || {});
+    return fetch("/api/v1/stores/" + encodeURIComponent(store) + path, options).then(function (r) {
+      return r.json().then(function (body) {
+        if (!r.ok) throw new Error(body.message || ("HTTP " + r.status));
+        return body;
+      });
+    });
+  }
+
+  function pct(x) { return x == null ? "–" : (100 * x).toFixed(1) + "%"; }
+  function num(x, digits) { return x == null ? "–" : Number(x).toFixed(digits || 0); }
+
+  function tiles(r) {
+    var box = $("tiles");
+    box.textContent = "";
+    [
+      ["sessions", r.sessions, "sessions"],
+      ["resolution", pct(r.resolution_rate), "bot resolution rate"],
+      ["handoffs", Object.values(r.escalations).reduce(function (a, b) { return a + b; }, 0), "handed to people"],
+      ["clarify", pct(r.clarify_rate), "asked back"],
+      ["csat", num(r.human.csat, 2), "CSAT, people (" + r.human.ratings + ")"],
+      ["helpful", pct(r.bot_feedback.helpful_rate), "bot answers helpful"],
+      ["response", num(r.human.first_response_seconds) + " s", "first response, people"]
+    ].forEach(function (t) {
+      var tile = el("div", null, "tile");
+      tile.dataset.tile = t[0];
+      tile.appendChild(el("div", String(t[1]), "v"));
+      tile.appendChild(el("div", t[2], "k"));
+      box.appendChild(tile);
+    });
+  }
+
+  function volume(series) {
+    var chart = $("volume");
+    chart.textContent = "";
+    var w = 600, h = 220, pad = 28;
+    var max = Math.max(1, Math.max.apply(null, series.map(function (p) { return p.sessions; })));
+    var step = (w - pad * 2) / Math.max(1, series.length);
+    chart.appendChild(svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, stroke: "#d0d7de" }));
+    chart.appendChild(svg("text", { x: 2, y: pad }, String(max)));
+    series.forEach(function (p, i) {
+      var x = pad + i * step + step * 0.15;
+      var bw = step * 0.7;
+      var hs = (h - pad * 2) * p.sessions / max;
+      var hr = (h - pad * 2) * p.resolved / max;
+      chart.appendChild(svg("rect", { x: x, y: h - pad - hs, width: bw, height: hs, fill: "#ffd3bd", "class": "bar-sessions" }));
+      chart.appendChild(svg("rect", { x: x, y: h - pad - hr, width: bw, height: hr, fill: "#ff5000", "class": "bar-resolved" }));
+      if (series.length <= 31 || i % Math.ceil(series.length / 12) === 0) {
+        var d = new Date(p.start);
+        var label = series.length > 24 || range().bucket === "day" ? (d.getMonth() + 1) + "/" + d.getDate() : d.getHours() + ":00";
+        chart.appendChild(svg("text", { x: x, y: h - 8 }, label));
+      }
+    });
+  }
+
+  function reasons(escalations) {
+    var chart = $("reasons");
+    chart.textContent = "";
+    var entries = Object.keys(escalations).map(function (k) { return [k, escalations[k]]; });
+    if (!entries.length) {
+      chart.appendChild(svg("text", { x: 10, y: 30 }, "No handoffs in this range"));
+      return;
+    }
+    var max = Math.max.apply(null, entries.map(function (e) { return e[1]; }));
+    entries.forEach(function (e, i) {
+      var y = 14 + i * 30;
+      chart.appendChild(svg("text", { x: 4, y: y + 12 }, e[0]));
+      chart.appendChild(svg("rect", { x: 140, y: y, width: 220 * e[1] / max, height: 18, fill: "#0969da", "class": "bar-reason" }));
+      chart.appendChild(svg("text", { x: 146 + 220 * e[1] / max, y: y + 13 }, String(e[1])));
+    });
+  }
+
+  function clusters(list) {
+    var body = $("clusters").querySelector("tbody");
+    body.textContent = "";
+    if (!list.length) {
+      var tr = el("tr");
+      var td = el("td", "Nothing unanswered in this range.");
+      td.colSpan = 5;
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+    list.forEach(function (c) {
+      var tr = el("tr");
+      tr.dataset.cluster = c.id;
+      var qs = el("td");
+      c.samples.forEach(function (s) { qs.appendChild(el("div", s)); });
+      tr.appendChild(qs);
+      tr.appendChild(el("td", String(c.size)));
+      tr.appendChild(el("td", pct(c.handed_off_share)));
+      var answerCell = el("td");
+      var answer = el("textarea");
+      answer.value = c.draft.answer || "";
+      answer.placeholder = "Write the answer";
+      answer.className = "draft-answer";
+      answerCell.appendChild(answer);
+      tr.appendChild(answerCell);
+      var act = el("td");
+      var accept = el("button", "Accept", "accept");
+      accept.type = "button";
+      accept.addEventListener("click", function () {
+        var since = range().since;
+        api("/clusters/" + encodeURIComponent(c.id) + "/accept?since=" + since, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ answer: answer.value })
+        }).then(function (r) { flash("Added to the pack: version " + r.version.version); load(); })
+          .catch(function (e) { flash(e.message); });
+      });
+      var dismiss = el("button", "Dismiss", "dismiss");
+      dismiss.type = "button";
+      dismiss.addEventListener("click", function () {
+        api("/clusters/" + encodeURIComponent(c.id) + "/dismiss?since=" + range().since, { method: "POST" })
+          .then(function () { flash("Dismissed"); load(); })
+          .catch(function (e) { flash(e.message); });
+      });
+      act.append(accept, dismiss);
+      tr.appendChild(act);
+      body.appendChild(tr);
+    });
+  }
+
+  function reviews(list) {
+    var body = $("reviews").querySelector("tbody");
+    body.textContent = "";
+    list.forEach(function (r) {
+      var tr = el("tr");
+      [r.question, r.answer, r.source === "agent" ? "agent " + (r.author || "") : "shopper 👎", r.note || ""].forEach(function (t) {
+        tr.appendChild(el("td", t));
+      });
+      body.appendChild(tr);
+    });
+  }
+
+  function top(list) {
+    var ol = $("top");
+    ol.textContent = "";
+    list.slice(0, 10).forEach(function (e) { ol.appendChild(el("li", e.entry + " · " + e.count)); });
+  }
+
+  function load() {
+    var r = range();
+    return Promise.all([
+      api("/insights?since=" + r.since + "&bucket=" + r.bucket),
+      api("/clusters?since=" + r.since),
+      api("/reviews?since=" + r.since)
+    ]).then(function (all) {
+      var report = all[0].report;
+      tiles(report);
+      volume(report.series);
+      reasons(report.escalations);
+      top(report.top_entries);
+      clusters(all[1].clusters);
+      reviews(all[2].reviews);
+      document.body.dataset.loaded = "true";
+    });
+  }
+
+  function open(s, k) {
+    store = s;
+    key = k;
+    return api("").then(function () {
+      sessionStorage.setItem(saved, JSON.stringify({ store: s, key: k }));
+      $("signin").hidden = true;
+      $("board").hidden = false;
+      $("store-name").textContent = s;
+      return load();
+    }).catch(function (e) {
+      $("login-error").textContent = e.message;
+    });
+  }
+
+  $("login-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    open($("store").value.trim(), $("key").value.trim());
+  });
+  $("range").addEventListener("change", function () { if (key) load(); });
+  var remembered = sessionStorage.getItem(saved);
+  if (remembered) {
+    var s = JSON.parse(remembered);
+    open(s.store, s.key);
+  }
+})();
