@@ -67,6 +67,10 @@ enum Command {
         /// Also measure the echo ceiling with the same load and print mibot / echo.
         #[arg(long)]
         echo: bool,
+        /// Open the connections idle (each says hello), hold them for --seconds, and report
+        /// the server's memory per connection.
+        #[arg(long, conflicts_with_all = ["echo", "rate"])]
+        idle: bool,
     },
     /// The bench's reference ceiling: the chat protocol with no pipeline behind it.
     #[command(hide = true)]
@@ -231,9 +235,9 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Bench { url, connections, seconds, rate, handoff_every, echo } => {
+        Command::Bench { url, connections, seconds, rate, handoff_every, echo, idle } => {
             let duration = std::time::Duration::from_secs_f64(seconds.max(0.1));
-            let plan = mibot::bench::Plan { url, connections, duration, rate, handoff_every, echo };
+            let plan = mibot::bench::Plan { url, connections, duration, rate, handoff_every, echo, idle };
             let report = mibot::bench::run(&plan).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())

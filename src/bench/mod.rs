@@ -108,6 +108,83 @@ pub struct Plan {
     pub handoff_every: usize,
     /// Also measure the echo ceiling and report mibot / echo (only with servers bench starts).
     pub echo: bool,
+    /// Instead of sending, open `connections` idle shopper connections (each says hello), hold
+    /// them for `duration`, and report the server's memory per connection.
+    pub idle: bool,
+}
+
+/// Idle shopper connections, each with a conversation open.
+pub struct Idle {
+    sockets: Vec<Socket>,
+    /// Connections that could not be opened.
+    pub failed: usize,
+}
+
+impl Idle {
+    /// Connections open.
+    pub fn held(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// How many are still open: each is sent a ping and must not have been closed.
+    pub async fn still_open(&mut self) -> usize {
+        let mut open = 0;
+        for socket in &mut self.sockets {
+            if socket.send(Message::Ping(Default::default())).await.is_ok() {
+                open += 1;
+            }
+        }
+        open
+    }
+}
+
+/// Opens `n` shopper connections to `url`, 256 at a time, each saying hello.
+pub async fn open_idle(url: &str, n: usize) -> Result<Idle, BenchError> {
+    ensure_loopback(url)?;
+    let mut idle = Idle { sockets: Vec::with_capacity(n), failed: 0 };
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(256);
+        left -= batch;
+        let opened = futures_util::future::join_all((0..batch).map(|_| open(url))).await;
+        for socket in opened {
+            match socket {
+                Some(s) => idle.sockets.push(s),
+                None => idle.failed += 1,
+            }
+        }
+    }
+    Ok(idle)
+}
+
+/// Holds `plan.connections` idle connections against a server bench starts, and reports the
+/// server's resident memory per connection.
+async fn hold_idle(plan: &Plan) -> anyhow::Result<Value> {
+    if let Some(url) = &plan.url {
+        let mut idle = open_idle(url, plan.connections).await?;
+        tokio::time::sleep(plan.duration).await;
+        return Ok(json!({"idle_connections": idle.still_open().await, "failed": idle.failed}));
+    }
+    let server = servers::Server::mibot("demo").await?;
+    let before = process_usage(server.pid());
+    let started = Instant::now();
+    let mut idle = open_idle(&server.url, plan.connections).await?;
+    let opening = started.elapsed().as_secs_f64();
+    tokio::time::sleep(plan.duration).await;
+    let held = idle.still_open().await;
+    let after = process_usage(server.pid());
+    drop(idle);
+    server.stop().await;
+    let per_connection =
+        before.zip(after).map(|(b, a)| (a.rss_kib as f64 - b.rss_kib as f64) / held.max(1) as f64);
+    Ok(json!({
+        "idle_connections": held,
+        "attempted": plan.connections,
+        "seconds_to_open": opening,
+        "server_rss_kib_before": before.map(|b| b.rss_kib),
+        "server_rss_kib_after": after.map(|a| a.rss_kib),
+        "server_kib_per_connection": per_connection,
+    }))
 }
 
 impl Plan {
@@ -125,6 +202,9 @@ impl Plan {
 /// Carries out a plan: the figures, with the started server's RSS and CPU and, with `echo`,
 /// the ceiling and the ratio.
 pub async fn run(plan: &Plan) -> anyhow::Result<Value> {
+    if plan.idle {
+        return hold_idle(plan).await;
+    }
     if let Some(url) = &plan.url {
         return Ok(json!({ "mibot": drive(&plan.load(url.clone())).await? }));
     }

@@ -49,3 +49,18 @@ async fn bench_paces_a_set_rate_and_refuses_other_hosts() {
     assert!(error.contains("loopback"), "{error}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn bench_holds_idle_connections_each_with_a_conversation() {
+    let app = spawn_app().await;
+    let url = format!("ws://{}/ws/chat?store=shop", app.addr);
+    let mut idle = mibot::bench::open_idle(&url, 300).await.expect("loopback");
+    assert_eq!((idle.held(), idle.failed), (300, 0));
+    assert_eq!(idle.still_open().await, 300);
+    // The server still answers while holding them.
+    let reply = app.ask_once("shop", "发票怎么申请").await;
+    assert_eq!(reply["kind"], "answer", "{reply}");
+    assert!(mibot::bench::open_idle("ws://example.com/ws/chat?store=shop", 1).await.is_err());
+    drop(idle);
+    app.stop().await;
+}
