@@ -59,6 +59,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     Ok(AppState {
         config,
         insights: store.clone() as Arc<dyn Insights>,
+        agents: store.clone() as Arc<dyn Agents>,
         store: store as Arc<dyn Store>,
         merchants,
         library,

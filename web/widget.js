@@ -1,5 +1,6 @@
 // mibot's chat widget. Embed it on any page with one tag:
-//   <script src="https://YOUR-MIBOT/widget.js" data-store="STORE" data-product="SKU" defer></script>
+//   <script src="https://YOUR-MIBOT/widget.js" data-store="STORE" data-product="SKU" data-shopper="MEMBER-ID" defer></script>
+// (data-product and data-shopper are optional: the product page's SKU, the storefront's member id.)
 // It opens a chat window in the corner, talks to mibot over a WebSocket, and keeps the
 // conversation across page loads (the resume token is kept in localStorage).
 // Everything shoppers, the bot and agents write is shown as text, never as HTML.
@@ -8,6 +9,7 @@
   var script = document.currentScript;
   var store = (script && script.dataset.store) || "demo";
   var product = script && script.dataset.product;
+  var shopperId = script && script.dataset.shopper;
   var origin = new URL(script ? script.src : location.href, location.href);
   var wsUrl = (origin.protocol === "https:" ? "wss://" : "ws://") + origin.host + "/ws/chat?store=" + encodeURIComponent(store);
   var tokenKey = "mibot:" + store + ":resume_token";
@@ -220,6 +222,7 @@
       var token = localStorage.getItem(tokenKey);
       if (token) hello.resume_token = token;
       if (product) hello.product = product;
+      if (shopperId) hello.shopper = shopperId;
       ws.send(JSON.stringify(hello));
     });
     ws.addEventListener("message", function (m) {

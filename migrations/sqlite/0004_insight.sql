@@ -28,3 +28,11 @@ CREATE TABLE dismissed_questions (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (store, message_id)
 );
+
+-- Shoppers the merchant marks as VIP (by the storefront's id): their chats are served first.
+CREATE TABLE vip_shoppers (
+    store      TEXT NOT NULL,
+    shopper    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (store, shopper)
+);

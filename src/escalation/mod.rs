@@ -32,6 +32,9 @@ use crate::store::{AgentAccount, Agents, OpenChat, StoreError};
 /// timed out or went offline): ahead of every new one.
 const FRONT: i64 = 1000;
 
+/// How much sooner a VIP's chat is served: ahead of every reason's own priority.
+pub const VIP_BONUS: i64 = 50;
+
 /// Why an agent's request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DeskError {
@@ -260,7 +263,8 @@ impl Desk {
         last_text: &str,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let priority = reason.priority();
+        let vip = self.agents.is_vip(conversation).await?;
+        let priority = reason.priority() + if vip { VIP_BONUS } else { 0 };
         self.agents.enqueue(conversation, reason, priority, None, now).await?;
         let mut state = self.state.lock().await;
         let desk = state.entry(store.clone()).or_default();

@@ -45,6 +45,7 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/stores/{store}/query", post(query))
         .route("/api/v1/stores/{store}/faq/{id}", delete(delete_faq))
         .route("/api/v1/stores/{store}/products/{sku}", delete(delete_product))
+        .route("/api/v1/stores/{store}/vips/{shopper}", axum::routing::put(add_vip).delete(remove_vip))
         .route("/api/v1/stores/{store}/insights", get(insights))
         .route("/api/v1/stores/{store}/reviews", get(reviews))
         .route("/api/v1/stores/{store}/clusters", get(list_clusters))
@@ -666,4 +667,40 @@ async fn dismiss_cluster(
     })?;
     state.insights.dismiss(&store, &cluster.message_ids, state.clock.now()).await?;
     Ok(Json(json!({"dismissed": cluster.message_ids.len()})))
+}
+
+async fn set_vip(
+    state: &AppState,
+    headers: &HeaderMap,
+    store: &str,
+    shopper: &str,
+    vip: bool,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(state, headers, store).await?;
+    if shopper.trim().is_empty() || shopper.chars().count() > 128 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_shopper",
+            "a shopper id is 1 to 128 characters",
+        ));
+    }
+    state.agents.set_vip(&store, shopper, vip, state.clock.now()).await?;
+    Ok(Json(json!({"shopper": shopper, "vip": vip})))
+}
+
+/// Marks a shopper (the storefront's id, as sent in `hello`) as VIP: their chats are served first.
+async fn add_vip(
+    State(state): State<AppState>,
+    Path((store, shopper)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    set_vip(&state, &headers, &store, &shopper, true).await
+}
+
+async fn remove_vip(
+    State(state): State<AppState>,
+    Path((store, shopper)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    set_vip(&state, &headers, &store, &shopper, false).await
 }

@@ -24,7 +24,7 @@ use crate::domain::Clock;
 use crate::escalation::Desk;
 use crate::library::Library;
 use crate::metrics::Metrics;
-use crate::store::{Insights, Merchants, Store};
+use crate::store::{Agents, Insights, Merchants, Store};
 
 /// Everything the handlers share: cheap-to-clone handles, built once at start-up.
 #[derive(Clone)]
@@ -37,6 +37,8 @@ pub struct AppState {
     pub merchants: Arc<dyn Merchants>,
     /// Feedback, and the history measures are computed from.
     pub insights: Arc<dyn Insights>,
+    /// Agents, the queue's state, VIPs.
+    pub agents: Arc<dyn Agents>,
     /// Each served store's live knowledge.
     pub library: Arc<Library>,
     /// The queue of chats for people, and the agents online.

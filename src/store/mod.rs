@@ -346,6 +346,12 @@ pub trait Agents: Send + Sync + std::fmt::Debug + 'static {
         at: Millis,
     ) -> Result<(), StoreError>;
 
+    /// Marks (or unmarks) a shopper of the store as VIP.
+    async fn set_vip(&self, store: &StoreId, shopper: &str, vip: bool, at: Millis) -> Result<(), StoreError>;
+
+    /// Whether the conversation's shopper is a VIP of its store.
+    async fn is_vip(&self, conversation: ConversationId) -> Result<bool, StoreError>;
+
     /// Gives a waiting conversation to `agent`; false if it was not waiting (someone else won).
     async fn assign(&self, conversation: ConversationId, agent: &str, at: Millis)
     -> Result<bool, StoreError>;

@@ -692,6 +692,27 @@ impl Agents for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn set_vip(&self, store: &StoreId, shopper: &str, vip: bool, at: Millis) -> Result<(), StoreError> {
+        let query = if vip {
+            "INSERT INTO vip_shoppers (store, shopper, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM vip_shoppers WHERE store = ? AND shopper = ? AND ? IS NOT NULL"
+        };
+        sqlx::query(query).bind(store.as_str()).bind(shopper).bind(at.0).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn is_vip(&self, conversation: ConversationId) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM conversations c JOIN vip_shoppers v ON v.store = c.store AND v.shopper = c.shopper
+             WHERE c.id = ?",
+        )
+        .bind(conversation.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     async fn agent_by_token(&self, token_digest: &str) -> Result<Option<AgentAccount>, StoreError> {
         let row = sqlx::query("SELECT store, name, groups, max_chats FROM agents WHERE token_hash = ?")
             .bind(token_digest)

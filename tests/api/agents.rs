@@ -375,3 +375,26 @@ async fn an_agent_who_goes_offline_gets_no_new_chats_until_back() {
     assert_eq!(assigned_to(&mut shopper).await, "ann");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_vip_marked_by_the_merchant_is_served_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = desk(dir.path(), &[]).await;
+    let key = mibot::admin::rotate_key(&config, "shop").await.unwrap().0;
+    let app = spawn_with(config).await;
+    let merchant = app.merchant("shop", &key);
+    let (status, body) = merchant.send(merchant.http.put(format!("{}/vips/member-9", merchant.base))).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (mut first, _) = handed_over(&app).await;
+    assert_eq!(first.recv_type("queue").await["position"], 1);
+    let mut vip = app.connect("shop").await;
+    vip.send(json!({"type": "hello", "shopper": "member-9"})).await;
+    vip.recv_type("welcome").await;
+    vip.ask("h1", "转人工").await;
+    let place = vip.recv_type("queue").await;
+    assert_eq!(place["position"], 1, "the VIP goes ahead: {place}");
+    // The first shopper is told of each change; the last one puts them second.
+    while first.recv_type("queue").await["position"] != 2 {}
+    app.stop().await;
+}
