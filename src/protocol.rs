@@ -144,7 +144,7 @@ pub enum ServerEvent {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         suggestions: Vec<String>,
         /// Why the bot said this: what matched, its score and the margin to the runner-up.
-        trace: Trace,
+        trace: Box<Trace>,
     },
     /// The conversation's status changed.
     Status {

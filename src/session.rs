@@ -350,7 +350,7 @@ impl Session {
             source,
             text: reply,
             suggestions,
-            trace: triaged.trace,
+            trace: Box::new(triaged.trace),
         })
         .await?;
         if let Some(reason) = handoff {

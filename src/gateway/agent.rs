@@ -104,6 +104,8 @@ async fn conversation(
 pub(super) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     let connections = state.connections.clone();
     ws.max_message_size(state.config.chat.max_frame_bytes)
+        .read_buffer_size(super::chat::READ_BUFFER)
+        .write_buffer_size(super::chat::READ_BUFFER)
         .on_upgrade(move |socket| connections.track_future(serve(socket, state)))
 }
 

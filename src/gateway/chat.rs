@@ -17,6 +17,9 @@ use crate::domain::StoreId;
 use crate::protocol::{ErrorCode, ProtocolError, ServerEvent, parse_client_event};
 use crate::session::{Services, Session, SessionError};
 
+/// The WebSocket read buffer per connection.
+pub(super) const READ_BUFFER: usize = 4 * 1024;
+
 /// Query parameters of `/ws/chat`.
 #[derive(Debug, Deserialize)]
 pub(super) struct ChatParams {
@@ -31,8 +34,12 @@ pub(super) async fn upgrade(
 ) -> Response {
     let max = state.config.chat.max_frame_bytes;
     let connections = state.connections.clone();
+    // Chat frames are small: a 4 KiB read buffer (tungstenite's default is 128 KiB) keeps an idle
+    // connection at a few KiB; larger frames, up to the limit, still arrive whole.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| connections.track_future(serve(socket, state, params.store)))
 }
 
