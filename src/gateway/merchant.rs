@@ -574,6 +574,23 @@ async fn clusters_of(
     tokio::task::spawn_blocking(move || insight::clusters(&history, &analyzer)).await.map_err(internal)
 }
 
+/// One cluster of the range, by id.
+async fn find_cluster(
+    state: &AppState,
+    store: &StoreId,
+    params: &RangeParams,
+    id: &str,
+) -> ApiResult<insight::Cluster> {
+    let clusters = clusters_of(state, store, params).await?;
+    clusters.into_iter().find(|c| c.id == id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_cluster",
+            format!("no cluster {id:?} in this range (it may have been accepted or dismissed)"),
+        )
+    })
+}
+
 async fn list_clusters(
     State(state): State<AppState>,
     Path(store): Path<String>,
@@ -616,14 +633,7 @@ async fn accept_cluster(
             )
         })?
     };
-    let clusters = clusters_of(&state, &store, &params).await?;
-    let cluster = clusters.into_iter().find(|c| c.id == id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_cluster",
-            format!("no cluster {id:?} in this range (it may have been accepted or dismissed)"),
-        )
-    })?;
+    let cluster = find_cluster(&state, &store, &params, &id).await?;
     let question = edits.question.unwrap_or(cluster.draft.question);
     let Some(answer) = edits.answer.or(cluster.draft.answer).filter(|a| !a.trim().is_empty()) else {
         return Err(ApiError::new(
@@ -661,10 +671,7 @@ async fn dismiss_cluster(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
-    let clusters = clusters_of(&state, &store, &params).await?;
-    let cluster = clusters.into_iter().find(|c| c.id == id).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_cluster", format!("no cluster {id:?} in this range"))
-    })?;
+    let cluster = find_cluster(&state, &store, &params, &id).await?;
     state.insights.dismiss(&store, &cluster.message_ids, state.clock.now()).await?;
     Ok(Json(json!({"dismissed": cluster.message_ids.len()})))
 }

@@ -6,26 +6,19 @@ use std::time::Duration;
 
 use crate::helpers::{spawn_with, test_config};
 
-#[tokio::test]
-async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let scripts = repo.join("tests/browser");
+/// Runs a Playwright script from `tests/browser` with `args` and returns the JSON report it
+/// prints last; fails clearly when Chromium or Playwright is missing.
+async fn run_script(script: &str, args: &[String]) -> serde_json::Value {
+    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         scripts.join("node_modules/playwright-core").exists() && std::path::Path::new(&chromium).exists(),
         "browser tests need Chromium ({chromium}) and Playwright: `apt-get install chromium` and \
          `npm ci --prefix tests/browser` (bash .ci/run does both)"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
-    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
-    let token = mibot::admin::add_agent(&config, "shop", "lily", &[], Some(3)).await.unwrap().0;
-    let app = spawn_with(config).await;
-
     let run = tokio::process::Command::new("node")
-        .arg(scripts.join("e2e.mjs"))
-        .arg(format!("http://{}", app.addr))
-        .arg(&token)
+        .arg(scripts.join(script))
+        .args(args)
         .env("CHROMIUM", &chromium)
         .kill_on_drop(true)
         .output();
@@ -37,8 +30,20 @@ async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no report from the browser run\nstdout: {stdout}\nstderr: {stderr}"));
+        .unwrap_or_else(|| panic!("no report from {script}\nstdout: {stdout}\nstderr: {stderr}"));
     assert_eq!(report["ok"], true, "{report}\nstderr: {stderr}");
+    report
+}
+
+#[tokio::test]
+async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let token = mibot::admin::add_agent(&config, "shop", "lily", &[], Some(3)).await.unwrap().0;
+    let app = spawn_with(config).await;
+
+    let report = run_script("e2e.mjs", &[format!("http://{}", app.addr), token]).await;
     assert_eq!(report["steps"].as_array().unwrap().len(), 7, "{report}");
     // The shopper's vote and the agent's flag reached the merchant's review list.
     let (_, reviews) = app.merchant("shop", &key).get("/reviews?since=1h").await;
@@ -50,13 +55,6 @@ async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
 
 #[tokio::test]
 async fn the_dashboard_shows_the_measures_and_accepts_a_draft() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let scripts = repo.join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        scripts.join("node_modules/playwright-core").exists() && std::path::Path::new(&chromium).exists(),
-        "browser tests need Chromium and Playwright (bash .ci/run installs both)"
-    );
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
     let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
@@ -68,21 +66,8 @@ async fn the_dashboard_shows_the_measures_and_accepts_a_draft() {
     shopper.ask("b", "可以用花呗分期付款吗").await;
 
     let shot = dir.path().join("dashboard.png");
-    let run = tokio::process::Command::new("node")
-        .arg(scripts.join("dashboard.mjs"))
-        .args([format!("http://{}", app.addr), "shop".into(), key.clone(), "2".into()])
-        .arg(&shot)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let output =
-        tokio::time::timeout(Duration::from_secs(180), run).await.expect("the browser run ends").unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value =
-        stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
-            panic!("no report\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
-        });
-    assert_eq!(report["ok"], true, "{report}");
+    let args = [format!("http://{}", app.addr), "shop".into(), key, "2".into(), shot.display().to_string()];
+    run_script("dashboard.mjs", &args).await;
     // The screenshot is a real picture: a PNG, and far bigger than a blank page compresses to.
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
