@@ -210,7 +210,6 @@ impl Library {
         source: &str,
         at: Millis,
     ) -> Result<PackVersion, PublishError> {
-        pack.validate()?;
         let _changing = self.changing.lock().await;
         self.publish_locked(store, pack, format, source, at).await
     }

@@ -126,6 +126,12 @@ struct StoreDesk {
 }
 
 impl StoreDesk {
+    /// The open chat, if `agent` owns it.
+    fn owned_by(&self, agent: &AgentAccount, conversation: ConversationId) -> Result<&Chat, DeskError> {
+        let chat = self.chats.get(&conversation).ok_or(DeskError::NotFound)?;
+        if chat.agent.as_deref() == Some(agent.name.as_str()) { Ok(chat) } else { Err(DeskError::NotYours) }
+    }
+
     /// Agents online and not set away.
     fn available(&self) -> usize {
         self.agents.values().filter(|a| !a.away).count()
@@ -446,12 +452,11 @@ impl Desk {
     ) -> Result<MessageId, DeskError> {
         let mut state = self.state.lock().await;
         let desk = state.get_mut(&agent.store).ok_or(DeskError::NotFound)?;
-        let chat = desk.chats.get_mut(&conversation).ok_or(DeskError::NotFound)?;
-        if chat.agent.as_deref() != Some(agent.name.as_str()) {
-            return Err(DeskError::NotYours);
-        }
+        desk.owned_by(agent, conversation)?;
         let id = self.agents.append_agent_message(conversation, &agent.name, text, now).await?;
-        chat.answered = true;
+        if let Some(chat) = desk.chats.get_mut(&conversation) {
+            chat.answered = true;
+        }
         desk.to_shopper(
             conversation,
             ServerEvent::AgentMessage {
@@ -475,10 +480,7 @@ impl Desk {
     ) -> Result<(), DeskError> {
         let mut state = self.state.lock().await;
         let desk = state.get_mut(&agent.store).ok_or(DeskError::NotFound)?;
-        let chat = desk.chats.get(&conversation).ok_or(DeskError::NotFound)?;
-        if chat.agent.as_deref() != Some(agent.name.as_str()) {
-            return Err(DeskError::NotYours);
-        }
+        let chat = desk.owned_by(agent, conversation)?;
         if let Some(target) = to_agent {
             let online = desk
                 .agents
@@ -537,10 +539,7 @@ impl Desk {
     ) -> Result<(), DeskError> {
         let mut state = self.state.lock().await;
         let desk = state.get_mut(&agent.store).ok_or(DeskError::NotFound)?;
-        let chat = desk.chats.get(&conversation).ok_or(DeskError::NotFound)?;
-        if chat.agent.as_deref() != Some(agent.name.as_str()) {
-            return Err(DeskError::NotYours);
-        }
+        desk.owned_by(agent, conversation)?;
         self.agents.release(conversation, status, now).await?;
         desk.chats.remove(&conversation);
         desk.to_agent(&agent.name, AgentEvent::Released { conversation_id: conversation, status });

@@ -441,6 +441,18 @@ async fn edit_pack(
     Ok(Json(json!({"version": version_json(&version, Some(version.version))})))
 }
 
+/// Removes the items `matches` picks; a 404 with `code` and `message` when there are none.
+fn remove<T>(
+    items: &mut Vec<T>,
+    matches: impl Fn(&T) -> bool,
+    code: &'static str,
+    message: String,
+) -> ApiResult<()> {
+    let before = items.len();
+    items.retain(|item| !matches(item));
+    if items.len() == before { Err(ApiError::new(StatusCode::NOT_FOUND, code, message)) } else { Ok(()) }
+}
+
 async fn delete_faq(
     State(state): State<AppState>,
     Path((store, id)): Path<(String, String)>,
@@ -448,16 +460,12 @@ async fn delete_faq(
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
     edit_pack(&state, &store, |pack| {
-        let before = pack.faq.len();
-        pack.faq.retain(|f| f.id != id);
-        if pack.faq.len() == before {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_entry",
-                format!("the active pack has no FAQ entry {id:?}"),
-            ));
-        }
-        Ok(())
+        remove(
+            &mut pack.faq,
+            |f| f.id == id,
+            "unknown_entry",
+            format!("the active pack has no FAQ entry {id:?}"),
+        )
     })
     .await
 }
@@ -469,15 +477,8 @@ async fn delete_product(
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
     edit_pack(&state, &store, |pack| {
-        let before = pack.products.len();
-        pack.products.retain(|p| p.sku != sku);
-        if pack.products.len() == before {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_product",
-                format!("the active pack has no product {sku:?}"),
-            ));
-        }
+        let missing = format!("the active pack has no product {sku:?}");
+        remove(&mut pack.products, |p| p.sku == sku, "unknown_product", missing)?;
         for product in &mut pack.products {
             product.related.retain(|r| *r != sku);
         }
