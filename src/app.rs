@@ -101,6 +101,30 @@ pub async fn run(
             }
         });
     }
+    let check = state.config.alerts.check_seconds;
+    if check > 0 {
+        let watch = Arc::new(crate::alerts::Watch::new(
+            Arc::clone(&state.insights),
+            Arc::clone(&state.merchants),
+            Arc::clone(&state.library),
+            Arc::clone(&state.desk),
+            Arc::clone(&state.config),
+        )?);
+        let (clock, token) = (state.clock.clone(), token.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(check));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    _ = every.tick() => {}
+                }
+                if let Err(error) = watch.check(clock.now()).await {
+                    tracing::warn!(%error, "checking for spikes failed");
+                }
+            }
+        });
+    }
     let reload = state.config.content.reload_seconds;
     if reload > 0 {
         let (library, token) = (Arc::clone(&state.library), token.clone());

@@ -30,6 +30,8 @@ pub struct Config {
     pub merchant: MerchantConfig,
     /// Human agents and the escalation queue.
     pub agents: AgentsConfig,
+    /// Spike alerts: a topic asked about far more often than usual.
+    pub alerts: AlertsConfig,
     /// Per-store settings, by store name: `[stores.demo.triage]`.
     pub stores: BTreeMap<String, StoreSettings>,
 }
@@ -129,6 +131,44 @@ impl AgentsConfig {
         let local_minutes = (at / 60_000 + i64::from(self.utc_offset_minutes)).rem_euclid(24 * 60);
         let minute = u32::try_from(local_minutes).unwrap_or(0);
         (start..end).contains(&minute)
+    }
+}
+
+/// When a topic's rate counts as a spike, and how alerts reach the merchant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// How often each store is checked, in seconds (0 turns alerts off).
+    pub check_seconds: u64,
+    /// The recent window whose count is judged, in seconds.
+    pub window_seconds: u64,
+    /// The trailing period before the window that sets a topic's usual rate, in seconds.
+    pub baseline_seconds: u64,
+    /// A topic spikes when its count in the window is at least this many times its usual count
+    /// for a window of that length…
+    pub factor: f64,
+    /// …and at least this many questions.
+    pub min_count: usize,
+    /// Deliveries of an alert to the store's webhook before giving up.
+    pub webhook_attempts: u32,
+    /// Wait before the first retry, in seconds; each later wait doubles.
+    pub webhook_retry_seconds: f64,
+    /// How long one delivery may take, in seconds.
+    pub webhook_timeout_seconds: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            check_seconds: 30,
+            window_seconds: 600,
+            baseline_seconds: 6 * 3600,
+            factor: 5.0,
+            min_count: 10,
+            webhook_attempts: 6,
+            webhook_retry_seconds: 2.0,
+            webhook_timeout_seconds: 10,
+        }
     }
 }
 

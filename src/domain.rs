@@ -114,6 +114,8 @@ pub enum Role {
     Agent,
     /// mibot itself: handoff notices and the like.
     System,
+    /// The store: a notice the merchant sent to shoppers (for example about an alert's topic).
+    Store,
 }
 
 /// Where a conversation stands.
@@ -177,7 +179,7 @@ macro_rules! str_enum {
     };
 }
 
-str_enum!(Role { Shopper => "shopper", Bot => "bot", Agent => "agent", System => "system" });
+str_enum!(Role { Shopper => "shopper", Bot => "bot", Agent => "agent", System => "system", Store => "store" });
 str_enum!(ChatStatus {
     Bot => "bot",
     WaitingForAgent => "waiting_for_agent",

@@ -451,7 +451,7 @@ pub struct Draft {
 /// The shopper questions the bot did not answer well: its reply was a fallback or a "did you
 /// mean", or a handoff after fallbacks, or an answer voted down or flagged. Dismissed ones are
 /// left out. Returns `(message, text, handed off, what an agent answered next)`.
-fn unanswered(history: &History) -> Vec<(MessageId, String, bool, Option<String>)> {
+pub fn unanswered(history: &History) -> Vec<(MessageId, String, bool, Option<String>)> {
     let disliked: HashSet<MessageId> =
         history.feedback.iter().filter(|f| f.helpful == Some(false)).map(|f| f.message).collect();
     let dismissed: HashSet<MessageId> = history.dismissed.iter().copied().collect();
@@ -506,62 +506,11 @@ pub fn clusters(history: &History, analyzer: &crate::text::Analyzer) -> Vec<Clus
     let raw: Vec<Vec<u64>> = questions.iter().map(|(_, text, ..)| raw_features(analyzer, text)).collect();
     let vocabulary = Vocabulary::fit(&raw);
     let vectors: Vec<Vec<(u32, f32)>> = raw.iter().map(|r| vocabulary.vectorize(r)).collect();
-    let dot = |a: &[(u32, f32)], b: &[(u32, f32)]| -> f32 {
-        let (mut i, mut j, mut sum) = (0, 0, 0.0);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-                std::cmp::Ordering::Equal => {
-                    sum += a[i].1 * b[j].1;
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        sum
-    };
-    // Average-link agglomeration: merge the two most alike groups while they are alike enough,
-    // keeping the groups' similarities up to date as size-weighted means (Lance–Williams).
-    let n = questions.len();
-    let sim: Vec<Vec<f32>> =
-        (0..n).map(|i| (0..n).map(|j| dot(&vectors[i], &vectors[j])).collect()).collect();
-    let mut link = sim.clone();
-    let mut groups: Vec<Option<Vec<usize>>> = (0..n).map(|i| Some(vec![i])).collect();
-    loop {
-        let mut best: Option<(usize, usize, f32)> = None;
-        for a in (0..n).filter(|&a| groups[a].is_some()) {
-            for b in (a + 1..n).filter(|&b| groups[b].is_some()) {
-                if link[a][b] >= CLUSTER_SIMILARITY && best.is_none_or(|(_, _, t)| link[a][b] > t) {
-                    best = Some((a, b, link[a][b]));
-                }
-            }
-        }
-        let Some((a, b, _)) = best else { break };
-        let merged = groups[b].take().unwrap_or_default();
-        let (size_a, size_b) = (groups[a].as_ref().map_or(0, Vec::len) as f32, merged.len() as f32);
-        for c in (0..n).filter(|&c| c != a && groups[c].is_some()) {
-            let mean = (size_a * link[a][c] + size_b * link[b][c]) / (size_a + size_b);
-            link[a][c] = mean;
-            link[c][a] = mean;
-        }
-        if let Some(group) = groups[a].as_mut() {
-            group.extend(merged);
-        }
-    }
+    let (groups, sim) = group_alike(&vectors);
     let mut clusters: Vec<Cluster> = groups
         .into_iter()
-        .flatten()
-        .map(|mut members| {
-            members.sort_unstable();
-            // The most central question: the highest mean similarity to the others.
-            let central = *members
-                .iter()
-                .max_by(|&&a, &&b| {
-                    let score = |i: usize| members.iter().map(|&j| sim[i][j]).sum::<f32>();
-                    score(a).total_cmp(&score(b)).then(b.cmp(&a))
-                })
-                .unwrap_or(&members[0]);
+        .map(|members| {
+            let central = central(&members, &sim);
             let handed = members.iter().filter(|&&i| questions[i].2).count();
             let size = members.len();
             let share = handed as f64 / size as f64;
@@ -589,6 +538,72 @@ pub fn clusters(history: &History, analyzer: &crate::text::Analyzer) -> Vec<Clus
         .collect();
     clusters.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
     clusters
+}
+
+/// The dot product of two sparse vectors sorted by index (their cosine, when both are unit length).
+pub fn dot(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
+    let (mut i, mut j, mut sum) = (0, 0, 0.0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                sum += a[i].1 * b[j].1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    sum
+}
+
+/// Groups unit vectors by average-link agglomeration: merges the two most alike groups while
+/// they are at least [`CLUSTER_SIMILARITY`] alike, keeping the groups' similarities up to date
+/// as size-weighted means (Lance–Williams). Returns the groups (members ascending, groups in
+/// order of their first member) and the pairwise similarities.
+pub fn group_alike(vectors: &[Vec<(u32, f32)>]) -> (Vec<Vec<usize>>, Vec<Vec<f32>>) {
+    let n = vectors.len();
+    let sim: Vec<Vec<f32>> =
+        (0..n).map(|i| (0..n).map(|j| dot(&vectors[i], &vectors[j])).collect()).collect();
+    let mut link = sim.clone();
+    let mut groups: Vec<Option<Vec<usize>>> = (0..n).map(|i| Some(vec![i])).collect();
+    loop {
+        let mut best: Option<(usize, usize, f32)> = None;
+        for a in (0..n).filter(|&a| groups[a].is_some()) {
+            for b in (a + 1..n).filter(|&b| groups[b].is_some()) {
+                if link[a][b] >= CLUSTER_SIMILARITY && best.is_none_or(|(_, _, t)| link[a][b] > t) {
+                    best = Some((a, b, link[a][b]));
+                }
+            }
+        }
+        let Some((a, b, _)) = best else { break };
+        let merged = groups[b].take().unwrap_or_default();
+        let (size_a, size_b) = (groups[a].as_ref().map_or(0, Vec::len) as f32, merged.len() as f32);
+        for c in (0..n).filter(|&c| c != a && groups[c].is_some()) {
+            let mean = (size_a * link[a][c] + size_b * link[b][c]) / (size_a + size_b);
+            link[a][c] = mean;
+            link[c][a] = mean;
+        }
+        if let Some(group) = groups[a].as_mut() {
+            group.extend(merged);
+        }
+    }
+    let groups = groups
+        .into_iter()
+        .flatten()
+        .map(|mut members| {
+            members.sort_unstable();
+            members
+        })
+        .collect();
+    (groups, sim)
+}
+
+/// The most central member of a group: the highest mean similarity to the others (the first
+/// of equals).
+pub fn central(members: &[usize], sim: &[Vec<f32>]) -> usize {
+    let score = |i: usize| members.iter().map(|&j| sim[i][j]).sum::<f32>();
+    members.iter().copied().max_by(|&a, &b| score(a).total_cmp(&score(b)).then(b.cmp(&a))).unwrap_or(0)
 }
 
 /// Reads a range's start: `7d`, `24h`, `30m` before `now`, or an RFC 3339 instant.

@@ -9,8 +9,10 @@
 //! with [`store`] underneath. [`text`] is the shared analysis of Chinese and English;
 //! [`app`] builds everything from [`config`] and runs it; [`eval`] measures understanding on
 //! labelled data through the same triage, and [`bench`] measures throughput and latency under load.
+//! Beside the path, [`insight`] measures how the bot does and [`alerts`] watches for spikes.
 
 pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod bench;
 pub mod config;

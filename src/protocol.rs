@@ -180,6 +180,15 @@ pub enum ServerEvent {
         /// When, in milliseconds since the Unix epoch.
         at: i64,
     },
+    /// A notice from the store itself (for example about something many shoppers are asking).
+    StoreMessage {
+        /// The stored message's id.
+        message_id: MessageId,
+        /// The text.
+        text: String,
+        /// When, in milliseconds since the Unix epoch.
+        at: i64,
+    },
     /// The agent closed the conversation: the shopper may rate it with a `rate` frame.
     RateRequest {
         /// What to ask.

@@ -131,6 +131,24 @@
     }
   }
 
+  // A spike: shoppers are asking about one thing far more than usual. One line per alert.
+  function showAlert(alert) {
+    var list = $("alerts");
+    if (list.querySelector('[data-alert="' + alert.id + '"]')) return;
+    var li = el("li", "");
+    li.dataset.alert = String(alert.id);
+    li.appendChild(el("strong", "", "Spike"));
+    li.appendChild(document.createTextNode(alert.label + " — " + alert.count + " questions in the last window (usually " + alert.expected.toFixed(1) + ")"));
+    li.appendChild(el("span", "samples", (alert.samples || []).slice(0, 3).join(" · ")));
+    var dismiss = el("button", "", "Dismiss");
+    dismiss.type = "button";
+    dismiss.addEventListener("click", function () { li.remove(); list.hidden = !list.children.length; });
+    li.appendChild(dismiss);
+    list.appendChild(li);
+    list.hidden = false;
+    flash("Spike: " + alert.label);
+  }
+
   function onEvent(ev) {
     switch (ev.type) {
       case "welcome":
@@ -185,6 +203,9 @@
       case "released":
         flash(ev.status === "closed" ? "Chat closed" : "Chat handed back to the bot");
         drop(ev.conversation_id);
+        break;
+      case "alert":
+        showAlert(ev.alert);
         break;
       case "error":
         if (!me) {

@@ -92,6 +92,75 @@
     });
   }
 
+  // Resolution rate (0–100%) and people's CSAT (1–5) per bucket, as two lines on one scale.
+  function rates(series) {
+    var chart = $("rates");
+    chart.textContent = "";
+    var w = 600, h = 160, pad = 28;
+    var step = (w - pad * 2) / Math.max(1, series.length - 1);
+    chart.appendChild(svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, stroke: "#d0d7de" }));
+    chart.appendChild(svg("text", { x: 2, y: pad }, "100%"));
+    chart.appendChild(svg("text", { x: 2, y: h - pad }, "0"));
+    function line(value, color, cls) {
+      var points = [];
+      series.forEach(function (p, i) {
+        var v = value(p);
+        if (v == null) return;
+        points.push((pad + i * step).toFixed(1) + "," + (h - pad - (h - pad * 2) * v).toFixed(1));
+      });
+      if (!points.length) return;
+      chart.appendChild(svg("polyline", { points: points.join(" "), fill: "none", stroke: color, "stroke-width": 2, "class": cls }));
+      points.forEach(function (xy) {
+        var p = xy.split(",");
+        chart.appendChild(svg("circle", { cx: p[0], cy: p[1], r: 3, fill: color, "class": cls + "-point" }));
+      });
+    }
+    line(function (p) { return p.resolution_rate; }, "#ff5000", "line-resolution");
+    line(function (p) { return p.csat == null ? null : (p.csat - 1) / 4; }, "#0969da", "line-csat");
+  }
+
+  function alerts(list) {
+    var body = $("alerts").querySelector("tbody");
+    body.textContent = "";
+    if (!list.length) {
+      var tr = el("tr");
+      var td = el("td", "No spikes in this range.");
+      td.colSpan = 6;
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+    list.forEach(function (a) {
+      var tr = el("tr", undefined, a.open ? "open" : "");
+      tr.dataset.alert = String(a.id);
+      var topic = el("td");
+      topic.appendChild(el("strong", a.label));
+      a.samples.slice(0, 3).forEach(function (s) { topic.appendChild(el("div", s, "sample")); });
+      tr.appendChild(topic);
+      tr.appendChild(el("td", String(a.count)));
+      tr.appendChild(el("td", num(a.expected, 1)));
+      tr.appendChild(el("td", new Date(a.started_at).toLocaleString()));
+      var status = (a.open ? "ongoing" : "over") + (a.webhook ? " · webhook " + a.webhook : "");
+      tr.appendChild(el("td", status));
+      var act = el("td");
+      var text = el("input");
+      text.placeholder = "A message to those shoppers";
+      var send = el("button", "Send", "notify");
+      send.type = "button";
+      send.addEventListener("click", function () {
+        if (!text.value.trim()) { flash("Write the message first"); return; }
+        api("/alerts/" + a.id + "/message", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ text: text.value })
+        }).then(function (r) { flash("Sent to " + r.conversations + " open conversations"); text.value = ""; })
+          .catch(function (e) { flash(e.message); });
+      });
+      act.append(text, send);
+      tr.appendChild(act);
+      body.appendChild(tr);
+    });
+  }
+
   function reasons(escalations) {
     var chart = $("reasons");
     chart.textContent = "";
@@ -182,7 +251,8 @@
     return Promise.all([
       api("/insights?since=" + r.since + "&bucket=" + r.bucket),
       api("/clusters?since=" + r.since),
-      api("/reviews?since=" + r.since)
+      api("/reviews?since=" + r.since),
+      api("/alerts?since=" + r.since)
     ]).then(function (all) {
       var report = all[0].report;
       tiles(report);
@@ -191,6 +261,8 @@
       top(report.top_entries);
       clusters(all[1].clusters);
       reviews(all[2].reviews);
+      alerts(all[3].alerts);
+      rates(report.series);
       document.body.dataset.loaded = "true";
     });
   }

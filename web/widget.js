@@ -23,6 +23,7 @@
     "#mibot .mibot-msg[data-role=shopper]{align-self:flex-end;background:#ffe8dc}" +
     "#mibot .mibot-msg[data-role=bot]{align-self:flex-start;background:#f2f4f7}" +
     "#mibot .mibot-msg[data-role=agent]{align-self:flex-start;background:#e3f2e6}" +
+    "#mibot .mibot-msg[data-role=store]{align-self:stretch;background:#fff4e5;border:1px solid #f0c36d}" +
     "#mibot .mibot-notice{align-self:center;color:#57606a;font-size:12px;text-align:center}" +
     "#mibot .mibot-chips{display:flex;flex-wrap:wrap;gap:4px}" +
     "#mibot .mibot-chips button,#mibot .mibot-rate button{border:1px solid #ff5000;background:#fff;color:#ff5000;border-radius:12px;padding:2px 8px;cursor:pointer}" +
@@ -173,6 +174,9 @@
         break;
       case "agent_message":
         bubble("agent", ev.agent + "：" + ev.text);
+        break;
+      case "store_message":
+        bubble("store", ev.text);
         break;
       case "status":
         if (ev.status === "with_agent") notice("人工客服 " + ev.agent + " 为您服务。" + ev.agent + " is here to help.", "with_agent");

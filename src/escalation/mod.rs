@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc};
 
-pub use wire::{AgentCommand, AgentEvent, QueueItem, Suggestion};
+pub use wire::{AgentCommand, AgentEvent, AlertNotice, QueueItem, Suggestion};
 
 use crate::config::Config;
 use crate::domain::{ChatStatus, ConversationId, HandoffReason, Lang, MessageId, Millis, Role, StoreId};
@@ -327,6 +327,50 @@ impl Desk {
                 },
             );
         }
+    }
+
+    /// Tells the store's agents online about a spike alert.
+    pub async fn alert(&self, store: &StoreId, alert: &crate::store::AlertRow) {
+        let state = self.state.lock().await;
+        if let Some(desk) = state.get(store) {
+            for online in desk.agents.values() {
+                let _ = online.events.send(AgentEvent::Alert { alert: alert.into() });
+            }
+        }
+    }
+
+    /// Sends a notice from the store to the shoppers of these conversations: each is stored in
+    /// its conversation, then sent to the shopper if they are connected (a shopper who is not
+    /// sees it in the history when they come back). Returns how many were stored and how many
+    /// went out at once.
+    pub async fn notify_shoppers(
+        &self,
+        store: &StoreId,
+        conversations: &[ConversationId],
+        text: &str,
+        now: Millis,
+    ) -> Result<(usize, usize), StoreError> {
+        let mut stored = Vec::with_capacity(conversations.len());
+        for &conversation in conversations {
+            stored.push((conversation, self.agents.append_notice(conversation, text, now).await?));
+        }
+        let state = self.state.lock().await;
+        let mut delivered = 0;
+        if let Some(desk) = state.get(store) {
+            for (conversation, message_id) in &stored {
+                if let Some(shopper) = desk.shoppers.get(conversation) {
+                    let event = ServerEvent::StoreMessage {
+                        message_id: *message_id,
+                        text: text.to_owned(),
+                        at: now.0,
+                    };
+                    if shopper.try_send(event).is_ok() {
+                        delivered += 1;
+                    }
+                }
+            }
+        }
+        Ok((stored.len(), delivered))
     }
 
     /// Stores the shopper's rating of a closed conversation; false if it is not closed or was

@@ -71,6 +71,39 @@ fn yes() -> bool {
     true
 }
 
+/// A spike alert, as agents see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertNotice {
+    /// Its id.
+    pub id: i64,
+    /// `entry:<id>` or `questions`.
+    pub topic: String,
+    /// What shoppers are asking about.
+    pub label: String,
+    /// Some of their questions.
+    pub samples: Vec<String>,
+    /// How many in the window.
+    pub count: u64,
+    /// The usual count for a window.
+    pub expected: f64,
+    /// When it was raised, in milliseconds since the Unix epoch.
+    pub started_at: i64,
+}
+
+impl From<&crate::store::AlertRow> for AlertNotice {
+    fn from(alert: &crate::store::AlertRow) -> Self {
+        Self {
+            id: alert.id,
+            topic: alert.topic.clone(),
+            label: alert.label.clone(),
+            samples: alert.samples.clone(),
+            count: alert.count,
+            expected: alert.expected,
+            started_at: alert.started_at.0,
+        }
+    }
+}
+
 /// A waiting chat, as the queue shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueueItem {
@@ -179,6 +212,12 @@ pub enum AgentEvent {
         conversation_id: ConversationId,
         /// `closed` or `bot`.
         status: ChatStatus,
+    },
+    /// Shoppers are asking about a topic far more often than usual: a spike alert. Sent when it
+    /// is raised, and for every alert still open when the agent signs in.
+    Alert {
+        /// The alert.
+        alert: AlertNotice,
     },
     /// A request was refused.
     Error {

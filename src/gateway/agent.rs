@@ -141,6 +141,14 @@ async fn serve(socket: WebSocket, state: AppState) {
         }
     };
     tracing::info!(store = %account.store, agent = account.name, "agent online");
+    match state.insights.open_alerts(&account.store).await {
+        Ok(open) => {
+            for alert in &open {
+                let _ = events.send(AgentEvent::Alert { alert: alert.into() });
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading open alerts failed"),
+    }
     loop {
         let frame = tokio::select! {
             () = state.shutdown.cancelled() => break,

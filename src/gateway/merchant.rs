@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::domain::{ApiKey, Millis, StoreId};
+use crate::domain::{ApiKey, MessageId, Millis, StoreId};
 use crate::insight::{self, Bucket};
 use crate::knowledge::formats::{self, Format};
 use crate::knowledge::{Pack, PackError};
@@ -51,6 +51,11 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/stores/{store}/clusters", get(list_clusters))
         .route("/api/v1/stores/{store}/clusters/{id}/accept", post(accept_cluster))
         .route("/api/v1/stores/{store}/clusters/{id}/dismiss", post(dismiss_cluster))
+        .route("/api/v1/stores/{store}/clusters/{id}/message", post(message_cluster))
+        .route("/api/v1/stores/{store}/alerts", get(list_alerts))
+        .route("/api/v1/stores/{store}/alerts/{id}", get(show_alert))
+        .route("/api/v1/stores/{store}/alerts/{id}/message", post(message_alert))
+        .route("/api/v1/stores/{store}/webhook", get(show_webhook).put(set_webhook).delete(delete_webhook))
 }
 
 /// An error as the merchant sees it: a status and `{"error", "message", "problems"?}`.
@@ -675,6 +680,177 @@ async fn dismiss_cluster(
     let cluster = find_cluster(&state, &store, &params, &id).await?;
     state.insights.dismiss(&store, &cluster.message_ids, state.clock.now()).await?;
     Ok(Json(json!({"dismissed": cluster.message_ids.len()})))
+}
+
+/// A notice to shoppers: `{"text": "…"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoticeBody {
+    text: String,
+}
+
+/// Sends a notice to the shoppers who asked these questions and whose conversations are open.
+async fn notify(
+    state: &AppState,
+    store: &StoreId,
+    messages: &[MessageId],
+    body: &Bytes,
+) -> ApiResult<Json<Value>> {
+    let notice: NoticeBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the body must be {{\"text\": \"…\"}}: {e}"),
+        )
+    })?;
+    let text = notice.text.trim();
+    let max = state.config.chat.max_message_chars;
+    if text.is_empty() || text.chars().count() > max {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_text",
+            format!("the text must be 1 to {max} characters"),
+        ));
+    }
+    let conversations = state.insights.open_conversations_of(store, messages).await?;
+    let (stored, delivered) =
+        state.desk.notify_shoppers(store, &conversations, text, state.clock.now()).await?;
+    Ok(Json(json!({"conversations": stored, "delivered_now": delivered})))
+}
+
+async fn message_cluster(
+    State(state): State<AppState>,
+    Path((store, id)): Path<(String, String)>,
+    Query(params): Query<RangeParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let cluster = find_cluster(&state, &store, &params, &id).await?;
+    notify(&state, &store, &cluster.message_ids, &body).await
+}
+
+/// An alert as the merchant sees it: without its list of message ids.
+fn alert_json(alert: &crate::store::AlertRow) -> Value {
+    json!({
+        "id": alert.id,
+        "topic": alert.topic,
+        "label": alert.label,
+        "samples": alert.samples,
+        "questions": alert.messages.len(),
+        "count": alert.count,
+        "expected": alert.expected,
+        "started_at": alert.started_at,
+        "last_seen_at": alert.last_seen_at,
+        "ended_at": alert.ended_at,
+        "open": alert.ended_at.is_none(),
+        "webhook": alert.webhook,
+        "webhook_attempts": alert.webhook_attempts,
+    })
+}
+
+async fn find_alert(state: &AppState, store: &StoreId, id: &str) -> ApiResult<crate::store::AlertRow> {
+    let unknown =
+        || ApiError::new(StatusCode::NOT_FOUND, "unknown_alert", format!("no alert {id:?} in this store"));
+    let id: i64 = id.parse().map_err(|_| unknown())?;
+    state.insights.alert(store, id).await?.ok_or_else(unknown)
+}
+
+async fn list_alerts(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    Query(params): Query<RangeParams>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let (since, _) = range(&params, state.clock.now())?;
+    let alerts = state.insights.alerts(&store, since).await?;
+    let alerts: Vec<Value> = alerts.iter().map(alert_json).collect();
+    Ok(Json(json!({"store": store.as_str(), "alerts": alerts})))
+}
+
+async fn show_alert(
+    State(state): State<AppState>,
+    Path((store, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    Ok(Json(alert_json(&find_alert(&state, &store, &id).await?)))
+}
+
+async fn message_alert(
+    State(state): State<AppState>,
+    Path((store, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let alert = find_alert(&state, &store, &id).await?;
+    notify(&state, &store, &alert.messages, &body).await
+}
+
+/// The store's webhook: `{"url": "https://…"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+}
+
+async fn show_webhook(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let hook = state.insights.webhook(&store).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_webhook",
+            "this store has no webhook; PUT {\"url\": \"https://…\"} to set one",
+        )
+    })?;
+    Ok(Json(json!({"url": hook.url, "secret": hook.secret})))
+}
+
+/// Sets the webhook alerts are POSTed to. A new secret is made the first time; changing the URL
+/// keeps it.
+async fn set_webhook(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let body: WebhookBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the body must be {{\"url\": \"https://…\"}}: {e}"),
+        )
+    })?;
+    let url = body.url.trim().to_owned();
+    crate::alerts::webhook::check_url(&url)
+        .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_url", message))?;
+    let secret = match state.insights.webhook(&store).await? {
+        Some(existing) => existing.secret,
+        None => crate::alerts::webhook::new_secret(),
+    };
+    let hook = crate::store::Webhook { url, secret };
+    state.insights.set_webhook(&store, &hook, state.clock.now()).await?;
+    Ok(Json(json!({"url": hook.url, "secret": hook.secret})))
+}
+
+async fn delete_webhook(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let store = authorize(&state, &headers, &store).await?;
+    if state.insights.delete_webhook(&store).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "no_webhook", "this store has no webhook"))
+    }
 }
 
 async fn set_vip(

@@ -373,6 +373,14 @@ pub trait Agents: Send + Sync + std::fmt::Debug + 'static {
         at: Millis,
     ) -> Result<MessageId, StoreError>;
 
+    /// Stores a notice from the store to the conversation's shopper.
+    async fn append_notice(
+        &self,
+        conversation: ConversationId,
+        text: &str,
+        at: Millis,
+    ) -> Result<MessageId, StoreError>;
+
     /// Stores the shopper's rating of a closed conversation; false if it was already rated or is
     /// not closed.
     async fn rate(
@@ -489,4 +497,89 @@ pub trait Insights: Send + Sync + std::fmt::Debug + 'static {
 
     /// Dismisses shopper messages of the store from the unanswered clusters.
     async fn dismiss(&self, store: &StoreId, messages: &[MessageId], at: Millis) -> Result<(), StoreError>;
+
+    /// The store's alerts still in their episode.
+    async fn open_alerts(&self, store: &StoreId) -> Result<Vec<AlertRow>, StoreError>;
+
+    /// The store's alerts that started at or after `since`, newest first.
+    async fn alerts(&self, store: &StoreId, since: Millis) -> Result<Vec<AlertRow>, StoreError>;
+
+    /// One of the store's alerts.
+    async fn alert(&self, store: &StoreId, id: i64) -> Result<Option<AlertRow>, StoreError>;
+
+    /// Stores a new alert (its id is ignored) and returns its id.
+    async fn raise_alert(&self, alert: &AlertRow) -> Result<i64, StoreError>;
+
+    /// Records that an open alert's topic still spikes: its count (the highest so far is
+    /// kept), the messages seen, and when.
+    async fn touch_alert(
+        &self,
+        id: i64,
+        count: u64,
+        messages: &[MessageId],
+        at: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Ends an alert's episode.
+    async fn end_alert(&self, id: i64, at: Millis) -> Result<(), StoreError>;
+
+    /// Records how delivering an alert to the webhook went.
+    async fn webhook_result(&self, id: i64, status: &str, attempts: u32) -> Result<(), StoreError>;
+
+    /// The store's webhook.
+    async fn webhook(&self, store: &StoreId) -> Result<Option<Webhook>, StoreError>;
+
+    /// Sets (or replaces) the store's webhook.
+    async fn set_webhook(&self, store: &StoreId, webhook: &Webhook, at: Millis) -> Result<(), StoreError>;
+
+    /// Removes the store's webhook; false if it had none.
+    async fn delete_webhook(&self, store: &StoreId) -> Result<bool, StoreError>;
+
+    /// The conversations of the store that hold any of these shopper messages and are not closed.
+    async fn open_conversations_of(
+        &self,
+        store: &StoreId,
+        messages: &[MessageId],
+    ) -> Result<Vec<ConversationId>, StoreError>;
+}
+
+/// A spike alert: one episode of a topic asked about far more often than usual.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertRow {
+    /// Its id.
+    pub id: i64,
+    /// The store.
+    pub store: String,
+    /// `entry:<id>` (the questions one FAQ entry answered) or `questions` (a cluster of
+    /// questions the bot did not answer well).
+    pub topic: String,
+    /// What it is about, for people.
+    pub label: String,
+    /// Up to five of the questions.
+    pub samples: Vec<String>,
+    /// The shopper messages seen in the episode (the newest 1,000).
+    pub messages: Vec<MessageId>,
+    /// The highest count in one window.
+    pub count: u64,
+    /// The usual count for a window of that length, when it was raised.
+    pub expected: f64,
+    /// When it was raised.
+    pub started_at: Millis,
+    /// When the topic last spiked.
+    pub last_seen_at: Millis,
+    /// When the episode ended (`None`: still going).
+    pub ended_at: Option<Millis>,
+    /// `delivered` or `failed` once its webhook delivery is over.
+    pub webhook: Option<String>,
+    /// Delivery attempts made.
+    pub webhook_attempts: u32,
+}
+
+/// Where a store's alerts are POSTed, and the secret they are signed with.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Webhook {
+    /// An `http` or `https` URL.
+    pub url: String,
+    /// The HMAC-SHA256 key.
+    pub secret: String,
 }

@@ -21,13 +21,24 @@ use sqlx::{ConnectOptions, Connection, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AgentAccount, Agents, Appended, BotTurn, ChatSummary, Conversation, ConversationRow, FeedbackRow,
-    History, Insights, Merchants, MessageRow, NewFeedback, NewPackVersion, OpenChat, PackVersion, Store,
-    StoreError, StoredMessage, TranscriptItem,
+    AgentAccount, Agents, AlertRow, Appended, BotTurn, ChatSummary, Conversation, ConversationRow,
+    FeedbackRow, History, Insights, Merchants, MessageRow, NewFeedback, NewPackVersion, OpenChat,
+    PackVersion, Store, StoreError, StoredMessage, TranscriptItem, Webhook,
 };
 use crate::domain::{
     ChatStatus, ClientMessageId, ConversationId, HandoffReason, MessageId, Millis, ResumeToken, Role, StoreId,
 };
+
+/// A query of alerts with the columns an [`AlertRow`] is read from, and then `$rest`.
+macro_rules! select_alerts {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, store, topic, label, samples, messages, count, expected, started_at, last_seen_at,
+             ended_at, webhook, webhook_attempts FROM alerts ",
+            $rest
+        )
+    };
+}
 
 /// A SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -66,6 +77,7 @@ fn migrator() -> Migrator {
         migration(2, "merchants", include_str!("../../migrations/sqlite/0002_merchants.sql")),
         migration(3, "agents", include_str!("../../migrations/sqlite/0003_agents.sql")),
         migration(4, "insight", include_str!("../../migrations/sqlite/0004_insight.sql")),
+        migration(5, "alerts", include_str!("../../migrations/sqlite/0005_alerts.sql")),
     ])
 }
 
@@ -816,6 +828,23 @@ impl Agents for SqliteStore {
         Ok(())
     }
 
+    async fn append_notice(
+        &self,
+        conversation: ConversationId,
+        text: &str,
+        at: Millis,
+    ) -> Result<MessageId, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (conversation_id, role, text, created_at) VALUES (?, 'store', ?, ?) RETURNING id",
+        )
+        .bind(conversation.to_string())
+        .bind(text)
+        .bind(at.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(MessageId(id))
+    }
+
     async fn append_agent_message(
         &self,
         conversation: ConversationId,
@@ -1013,6 +1042,165 @@ impl Insights for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn open_alerts(&self, store: &StoreId) -> Result<Vec<AlertRow>, StoreError> {
+        let rows = sqlx::query(select_alerts!("WHERE store = ? AND ended_at IS NULL ORDER BY id"))
+            .bind(store.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_row).collect()
+    }
+
+    async fn alerts(&self, store: &StoreId, since: Millis) -> Result<Vec<AlertRow>, StoreError> {
+        let rows = sqlx::query(select_alerts!("WHERE store = ? AND started_at >= ? ORDER BY id DESC"))
+            .bind(store.as_str())
+            .bind(since.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_row).collect()
+    }
+
+    async fn alert(&self, store: &StoreId, id: i64) -> Result<Option<AlertRow>, StoreError> {
+        let row = sqlx::query(select_alerts!("WHERE store = ? AND id = ?"))
+            .bind(store.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(alert_row).transpose()
+    }
+
+    async fn raise_alert(&self, alert: &AlertRow) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO alerts (store, topic, label, samples, messages, count, expected, started_at, last_seen_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&alert.store)
+        .bind(&alert.topic)
+        .bind(&alert.label)
+        .bind(json_text(&alert.samples))
+        .bind(json_text(&alert.messages))
+        .bind(i64::try_from(alert.count).unwrap_or(i64::MAX))
+        .bind(alert.expected)
+        .bind(alert.started_at.0)
+        .bind(alert.last_seen_at.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn touch_alert(
+        &self,
+        id: i64,
+        count: u64,
+        messages: &[MessageId],
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE alerts SET count = MAX(count, ?), messages = ?, last_seen_at = ? WHERE id = ?")
+            .bind(i64::try_from(count).unwrap_or(i64::MAX))
+            .bind(json_text(&messages))
+            .bind(at.0)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn end_alert(&self, id: i64, at: Millis) -> Result<(), StoreError> {
+        sqlx::query("UPDATE alerts SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
+            .bind(at.0)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn webhook_result(&self, id: i64, status: &str, attempts: u32) -> Result<(), StoreError> {
+        sqlx::query("UPDATE alerts SET webhook = ?, webhook_attempts = ? WHERE id = ?")
+            .bind(status)
+            .bind(i64::from(attempts))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn webhook(&self, store: &StoreId) -> Result<Option<Webhook>, StoreError> {
+        let row = sqlx::query("SELECT url, secret FROM webhooks WHERE store = ?")
+            .bind(store.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok(Webhook { url: row.try_get("url")?, secret: row.try_get("secret")? })).transpose()
+    }
+
+    async fn set_webhook(&self, store: &StoreId, webhook: &Webhook, at: Millis) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhooks (store, url, secret, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (store) DO UPDATE SET url = excluded.url, secret = excluded.secret,
+             updated_at = excluded.updated_at",
+        )
+        .bind(store.as_str())
+        .bind(&webhook.url)
+        .bind(&webhook.secret)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_webhook(&self, store: &StoreId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM webhooks WHERE store = ?")
+            .bind(store.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn open_conversations_of(
+        &self,
+        store: &StoreId,
+        messages: &[MessageId],
+    ) -> Result<Vec<ConversationId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT c.id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.id IN (SELECT value FROM json_each(?)) AND c.store = ? AND c.status != 'closed'
+             ORDER BY c.id",
+        )
+        .bind(json_text(&messages))
+        .bind(store.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter()
+            .map(|id| {
+                uuid::Uuid::parse_str(id).map(ConversationId).map_err(|_| corrupt("conversation id", id))
+            })
+            .collect()
+    }
+}
+
+fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
+}
+
+fn alert_row(row: &sqlx::sqlite::SqliteRow) -> Result<AlertRow, StoreError> {
+    let samples: String = row.try_get("samples")?;
+    let messages: String = row.try_get("messages")?;
+    let count: i64 = row.try_get("count")?;
+    let attempts: i64 = row.try_get("webhook_attempts")?;
+    Ok(AlertRow {
+        id: row.try_get("id")?,
+        store: row.try_get("store")?,
+        topic: row.try_get("topic")?,
+        label: row.try_get("label")?,
+        samples: serde_json::from_str(&samples).map_err(|_| corrupt("alert samples", &samples))?,
+        messages: serde_json::from_str(&messages).map_err(|_| corrupt("alert messages", &messages))?,
+        count: u64::try_from(count).unwrap_or(0),
+        expected: row.try_get("expected")?,
+        started_at: Millis(row.try_get("started_at")?),
+        last_seen_at: Millis(row.try_get("last_seen_at")?),
+        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(Millis),
+        webhook: row.try_get("webhook")?,
+        webhook_attempts: u32::try_from(attempts).unwrap_or(0),
+    })
 }
 
 async fn set_active(

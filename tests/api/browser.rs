@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::helpers::{spawn_with, test_config};
+use mibot::domain::{Clock, Millis};
+
+use crate::helpers::{spawn_with, spawn_with_clock, test_config};
 
 /// Runs a Playwright script from `tests/browser` with `args` and returns the JSON report it
 /// prints last; fails clearly when Chromium or Playwright is missing.
@@ -56,18 +58,36 @@ async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
 #[tokio::test]
 async fn the_dashboard_shows_the_measures_and_accepts_a_draft() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
+    let mut config = test_config(dir.path());
+    // A spike of two questions in a minute, against five quiet minutes before.
+    config.alerts.check_seconds = 1;
+    config.alerts.window_seconds = 60;
+    config.alerts.baseline_seconds = 600;
+    config.alerts.min_count = 2;
     let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
-    let app = spawn_with(config).await;
+    let now = Millis::now();
+    let clock = Clock::manual(Millis(now.0 - 5 * 60_000));
+    let app = spawn_with_clock(config, clock.clone()).await;
     app.ask_once("shop", "发票怎么申请").await;
+    clock.set(now);
     let mut shopper = app.connect("shop").await;
     shopper.hello(None).await;
     shopper.ask("a", "你们支持花呗分期吗").await;
     shopper.ask("b", "可以用花呗分期付款吗").await;
+    let merchant = app.merchant("shop", &key);
+    for _ in 0..100 {
+        if merchant.get("/alerts").await.1["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let shot = dir.path().join("dashboard.png");
     let args = [format!("http://{}", app.addr), "shop".into(), key, "2".into(), shot.display().to_string()];
     run_script("dashboard.mjs", &args).await;
+    // The message sent from the alert's row reached the shopper who asked.
+    let notice = shopper.recv_type("store_message").await;
+    assert_eq!(notice["text"], "花呗分期的问题我们正在处理，稍后回复您。", "{notice}");
     // The screenshot is a real picture: a PNG, and far bigger than a blank page compresses to.
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");

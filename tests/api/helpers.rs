@@ -204,6 +204,10 @@ impl Merchant {
         self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
     }
 
+    pub(crate) async fn put_json(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(&body)).await
+    }
+
     /// Uploads a pack file; `query` is e.g. `?format=csv`.
     pub(crate) async fn upload(&self, query: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
         self.send(self.http.post(format!("{}/packs{query}", self.base)).body(body.into())).await

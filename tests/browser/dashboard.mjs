@@ -1,5 +1,6 @@
 // The merchant dashboard in headless Chromium: sign in with the store's key, see the measures and
-// charts, accept a drafted answer for the unanswered questions, and save a screenshot.
+// charts and a spike alert, message the shoppers of that alert, accept a drafted answer for the
+// unanswered questions, and save a screenshot.
 //
 // Usage: node dashboard.mjs BASE_URL STORE KEY EXPECTED_SESSIONS SCREENSHOT.png
 import { chromium } from "playwright-core";
@@ -26,7 +27,15 @@ try {
   const bars = await page.locator("#volume rect.bar-sessions").evaluateAll((rects) => rects.filter((r) => Number(r.getAttribute("height")) > 0).length);
   if (bars < 1) throw new Error("the volume chart has no bars");
   if ((await page.locator("#reasons rect.bar-reason").count()) < 1) throw new Error("the handoff chart has no bars");
+  if ((await page.locator("#rates polyline.line-resolution").count()) < 1) throw new Error("the resolution-rate line is missing");
   steps.push("measures and charts shown");
+  const alert = page.locator("#alerts tbody tr[data-alert]").first();
+  await alert.waitFor({ timeout: WAIT });
+  if (!(await alert.textContent()).includes("花呗")) throw new Error(`the alert is about: ${await alert.textContent()}`);
+  await alert.locator("input").fill("花呗分期的问题我们正在处理，稍后回复您。");
+  await alert.locator("button.notify").click();
+  await page.waitForSelector("#flash:has-text('Sent to 1 open')", { timeout: WAIT });
+  steps.push("a spike alert shown, and its shoppers sent a message");
   const row = page.locator("#clusters tbody tr[data-cluster]").first();
   await row.waitFor({ timeout: WAIT });
   await page.screenshot({ path: shot, fullPage: true });
