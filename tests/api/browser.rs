@@ -65,6 +65,7 @@ async fn the_dashboard_shows_the_measures_and_accepts_a_draft() {
     config.alerts.baseline_seconds = 600;
     config.alerts.min_count = 2;
     let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let token = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
     let now = Millis::now();
     let clock = Clock::manual(Millis(now.0 - 5 * 60_000));
     let app = spawn_with_clock(config, clock.clone()).await;
@@ -74,6 +75,8 @@ async fn the_dashboard_shows_the_measures_and_accepts_a_draft() {
     shopper.hello(None).await;
     shopper.ask("a", "你们支持花呗分期吗").await;
     shopper.ask("b", "可以用花呗分期付款吗").await;
+    // Ranges end before "now": the clock moves on a second.
+    clock.set(Millis(now.0 + 1000));
     let merchant = app.merchant("shop", &key);
     for _ in 0..100 {
         if merchant.get("/alerts").await.1["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
@@ -83,7 +86,8 @@ async fn the_dashboard_shows_the_measures_and_accepts_a_draft() {
     }
 
     let shot = dir.path().join("dashboard.png");
-    let args = [format!("http://{}", app.addr), "shop".into(), key, "2".into(), shot.display().to_string()];
+    let args =
+        [format!("http://{}", app.addr), "shop".into(), key, "2".into(), shot.display().to_string(), token];
     run_script("dashboard.mjs", &args).await;
     // The message sent from the alert's row reached the shopper who asked.
     let notice = shopper.recv_type("store_message").await;

@@ -2,10 +2,12 @@
 // charts and a spike alert, message the shoppers of that alert, accept a drafted answer for the
 // unanswered questions, and save a screenshot.
 //
-// Usage: node dashboard.mjs BASE_URL STORE KEY EXPECTED_SESSIONS SCREENSHOT.png
+// The agent console shows the same alert to an agent who signs in.
+//
+// Usage: node dashboard.mjs BASE_URL STORE KEY EXPECTED_SESSIONS SCREENSHOT.png AGENT_TOKEN
 import { chromium } from "playwright-core";
 
-const [base, store, key, sessions, shot] = process.argv.slice(2);
+const [base, store, key, sessions, shot, agentToken] = process.argv.slice(2);
 const WAIT = 15000;
 const steps = [];
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: ["--no-sandbox"] });
@@ -43,6 +45,15 @@ try {
   await row.locator("button.accept").click();
   await page.waitForSelector("#flash:has-text('version')", { timeout: WAIT });
   steps.push("a draft accepted into the pack");
+  const consolePage = await browser.newPage();
+  consolePage.on("pageerror", (e) => problems.push(String(e)));
+  await consolePage.goto(`${base}/console`);
+  await consolePage.fill("#token", agentToken);
+  await consolePage.click("#login");
+  const banner = consolePage.locator("#alerts li[data-alert]").first();
+  await banner.waitFor({ timeout: WAIT });
+  if (!(await banner.textContent()).includes("花呗")) throw new Error(`the console's alert says: ${await banner.textContent()}`);
+  steps.push("the console shows the alert");
   if (problems.length) throw new Error(`page errors: ${problems.join("; ")}`);
   console.log(JSON.stringify({ ok: true, steps }));
 } catch (error) {
