@@ -10,9 +10,11 @@ use mibot::config::Config;
 use mibot::domain::Millis;
 use mibot::triage::{ChatContext, triage};
 
-/// One message of each kind the pipeline sees, with what the bot does with it.
+/// One message of each kind the pipeline sees. On the demo store: a FAQ answer (Chinese), an
+/// intent answer (English), product answers from the catalog's fields, a rule's handoff, small
+/// talk, and a fallback.
 const MESSAGES: &[(&str, &str)] = &[
-    ("faq_zh", "退货的运费谁来出"),
+    ("faq_zh", "退货要自己付运费吗"),
     ("faq_en", "how long does delivery take"),
     ("product_spec", "星河 X1 的电池多大"),
     ("product_price", "Nova A5 how much"),
@@ -23,7 +25,8 @@ const MESSAGES: &[(&str, &str)] = &[
 
 fn decision(c: &mut Criterion) {
     let config = Config::default();
-    let kb = mibot::app::load_store(&config.content, "demo").expect("the demo store builds (run from the repo)");
+    let kb =
+        mibot::app::load_store(&config.content, "demo").expect("the demo store builds (run from the repo)");
     let ctx = ChatContext::default();
     let now = Millis::now();
     let mut group = c.benchmark_group("triage");
