@@ -85,7 +85,7 @@ impl IntentFile {
             return Err("an intent needs at least one rule or example".into());
         }
         for rule in &self.rules {
-            Regex::new(&format!("(?i){rule}")).map_err(|e| format!("rule {rule:?} does not compile: {e}"))?;
+            Regex::new(&rule_pattern(rule)).map_err(|e| format!("rule {rule:?} does not compile: {e}"))?;
         }
         let action = match (self.action, self.reason) {
             (ActionKind::Handoff, Some(reason)) => Action::Handoff(reason),
@@ -112,5 +112,48 @@ impl IntentFile {
             rules: self.rules,
             slots,
         })
+    }
+}
+
+/// A rule as it is compiled: case-insensitive, with `\b` and `\B` as ASCII word boundaries.
+///
+/// Shoppers mix scripts, and an ASCII boundary treats a Han character as a non-word character,
+/// so `\bhuman\b` still matches in `我要human客服`. It also keeps matching on the lazy DFA:
+/// a Unicode word boundary makes the DFA give up on any non-ASCII text and fall back to the
+/// much slower PikeVM, and most messages here are Chinese.
+pub(crate) fn rule_pattern(rule: &str) -> String {
+    let mut out = String::with_capacity(rule.len() + 16);
+    out.push_str("(?i)");
+    let mut chars = rule.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('b') => out.push_str("(?-u:\\b)"),
+            Some('B') => out.push_str("(?-u:\\B)"),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_boundaries_become_ascii_and_other_escapes_stay() {
+        assert_eq!(rule_pattern(r"\bhuman\b"), r"(?i)(?-u:\b)human(?-u:\b)");
+        assert_eq!(rule_pattern(r"\d{10}\\b\B"), r"(?i)\d{10}\\b(?-u:\B)");
+        let re = Regex::new(&rule_pattern(r"\b(?:talk|speak) to a human\b")).unwrap();
+        assert!(re.is_match("Talk to a human please"));
+        assert!(re.is_match("我想talk to a human吧"));
+        assert!(!re.is_match("talk to a humanoid"));
     }
 }

@@ -125,7 +125,7 @@ impl IntentSet {
             }
             let intent = file.validate().map_err(|message| IntentError::Invalid { path, message })?;
             for (i, rule) in intent.rules.iter().enumerate() {
-                patterns.push(format!("(?i){rule}"));
+                patterns.push(definition::rule_pattern(rule));
                 rule_owner.push((intents.len(), i));
             }
             intents.push(intent);

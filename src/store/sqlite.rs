@@ -78,6 +78,7 @@ fn migrator() -> Migrator {
         migration(3, "agents", include_str!("../../migrations/sqlite/0003_agents.sql")),
         migration(4, "insight", include_str!("../../migrations/sqlite/0004_insight.sql")),
         migration(5, "alerts", include_str!("../../migrations/sqlite/0005_alerts.sql")),
+        migration(6, "touch_trigger", include_str!("../../migrations/sqlite/0006_touch_trigger.sql")),
     ])
 }
 
@@ -286,46 +287,47 @@ async fn append(
     text: &str,
     at: Millis,
 ) -> Result<Result<Appended, StoreError>, sqlx::Error> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM conversations WHERE id = ?")
-        .bind(conversation.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(status) = status else { return Ok(Err(StoreError::NoConversation(conversation))) };
-    let Some(status) = ChatStatus::parse(&status) else {
-        return Ok(Err(StoreError::Corrupt(format!("status {status:?}"))));
-    };
-    let inserted: Option<i64> = sqlx::query_scalar(
+    // One statement in the common case: the message goes in only if the conversation exists,
+    // and comes back with the conversation's status as this transaction sees it.
+    let inserted = sqlx::query(
         "INSERT INTO messages (conversation_id, role, text, client_msg_id, created_at)
-         VALUES (?, ?, ?, ?, ?)
+         SELECT id, ?, ?, ?, ? FROM conversations WHERE id = ?
          ON CONFLICT (conversation_id, client_msg_id) DO NOTHING
-         RETURNING id",
+         RETURNING id, (SELECT status FROM conversations WHERE id = messages.conversation_id) AS status",
     )
-    .bind(conversation.to_string())
     .bind(Role::Shopper.as_str())
     .bind(text)
     .bind(&client_id.0)
     .bind(at.0)
+    .bind(conversation.to_string())
     .fetch_optional(&mut *tx)
     .await?;
-    Ok(Ok(match inserted {
-        Some(id) => {
-            sqlx::query("UPDATE conversations SET updated_at = ? WHERE id = ?")
-                .bind(at.0)
-                .bind(conversation.to_string())
-                .execute(&mut *tx)
-                .await?;
-            Appended { id: MessageId(id), duplicate: false, status }
-        }
-        None => {
-            let id: i64 =
-                sqlx::query_scalar("SELECT id FROM messages WHERE conversation_id = ? AND client_msg_id = ?")
-                    .bind(conversation.to_string())
-                    .bind(&client_id.0)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            Appended { id: MessageId(id), duplicate: true, status }
-        }
-    }))
+    let parse_status = |status: String| {
+        ChatStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))
+    };
+    if let Some(row) = inserted {
+        let status = match parse_status(row.try_get("status")?) {
+            Ok(status) => status,
+            Err(e) => return Ok(Err(e)),
+        };
+        return Ok(Ok(Appended { id: MessageId(row.try_get("id")?), duplicate: false, status }));
+    }
+    // Nothing stored: the conversation does not exist, or the message is a repeat.
+    let row = sqlx::query(
+        "SELECT (SELECT status FROM conversations WHERE id = ?1) AS status,
+                (SELECT id FROM messages WHERE conversation_id = ?1 AND client_msg_id = ?2) AS id",
+    )
+    .bind(conversation.to_string())
+    .bind(&client_id.0)
+    .fetch_one(&mut *tx)
+    .await?;
+    let status: Option<String> = row.try_get("status")?;
+    let id: Option<i64> = row.try_get("id")?;
+    Ok(match (status, id) {
+        (None, _) => Err(StoreError::NoConversation(conversation)),
+        (Some(status), Some(id)) => parse_status(status).map(|status| Appended { id: MessageId(id), duplicate: true, status }),
+        (Some(_), None) => Err(StoreError::Corrupt(format!("message {:?} was neither stored nor found", client_id.0))),
+    })
 }
 
 async fn record_turn(tx: &mut SqliteConnection, turn: &BotTurn) -> Result<MessageId, sqlx::Error> {
