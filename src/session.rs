@@ -3,7 +3,8 @@
 //! The session turns protocol events into storage writes and triage calls, and carries out the
 //! decision: it acknowledges a message only once it is stored, runs triage off the async
 //! threads, stores the reply together with the conversation's new state, and stays silent once
-//! the conversation belongs to a person (`waiting_for_agent` or `with_agent`).
+//! the conversation belongs to a person (`waiting_for_agent` or `with_agent`). When the bot is
+//! to answer, it decides first and stores the message and its reply in one transaction.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use crate::knowledge::KnowledgeBase;
 use crate::library::Library;
 use crate::metrics::Metrics;
 use crate::protocol::{ClientEvent, ErrorCode, HistoryItem, ProtocolError, ReplyKind, ServerEvent};
-use crate::store::{BotTurn, Conversation, Insights, NewFeedback, Store, StoreError};
+use crate::store::{Appended, BotTurn, Conversation, Insights, NewFeedback, Store, StoreError};
 use crate::triage::{ChatContext, Decision, Triaged, triage};
 
 /// Why a session could not go on with an event.
@@ -35,6 +36,18 @@ pub enum SessionError {
     /// The connection's writer has gone; stop.
     #[error("the connection is closed")]
     Disconnected,
+}
+
+/// The bot's turn on one message: what is stored, and what is sent.
+struct Turn {
+    stored: BotTurn,
+    kind: ReplyKind,
+    source: Option<crate::protocol::AnswerSource>,
+    reply: String,
+    suggestions: Vec<String>,
+    handoff: Option<HandoffReason>,
+    trace: crate::triage::Trace,
+    decided: f64,
 }
 
 /// One shopper connection's session.
@@ -233,7 +246,7 @@ impl Session {
 
     async fn message(&mut self, id: ClientMessageId, text: String) -> Result<(), SessionError> {
         let max = self.config.chat.max_message_chars;
-        let Some(conversation) = self.conversation.as_mut() else {
+        let Some(conversation) = self.conversation.as_ref() else {
             return Err(ProtocolError::new(
                 ErrorCode::HelloRequired,
                 "send a hello frame before any message",
@@ -257,22 +270,66 @@ impl Session {
             )
             .into());
         }
+        let conversation = conversation.clone();
+
+        // The common case: the bot answers. It decides first, then the message and its reply
+        // are stored in one transaction (one commit, not two), then the ack and the reply go out.
+        if conversation.status == ChatStatus::Bot && !self.to_people().await {
+            let turn = self.compose(&conversation, text).await?;
+            let (appended, reply) = self
+                .store
+                .append_shopper_message_with_reply(&id, text, self.clock.now(), &turn.stored)
+                .await?;
+            self.acknowledge(&id, &appended).await?;
+            if appended.duplicate {
+                return Ok(());
+            }
+            return match reply {
+                Some(message_id) => self.reply(id, &conversation, text, turn, message_id).await,
+                // People took the chat meanwhile: the reply was not stored, and is dropped.
+                None => self.after_stored(id, &conversation, text, appended).await,
+            };
+        }
+
         let appended =
             self.store.append_shopper_message(conversation.id, &id, text, self.clock.now()).await?;
-        conversation.status = appended.status;
-        let conversation = conversation.clone();
-        if !appended.duplicate {
-            self.metrics.message(self.store_id.as_str());
-        }
-        self.send(ServerEvent::Ack {
-            id: id.clone(),
-            message_id: appended.id,
-            duplicate: appended.duplicate,
-        })
-        .await?;
+        self.acknowledge(&id, &appended).await?;
         if appended.duplicate {
             return Ok(());
         }
+        self.after_stored(id, &conversation, text, appended).await
+    }
+
+    /// Whether people answer this store's shoppers first, now.
+    async fn to_people(&self) -> bool {
+        match self.config.reception_for(self.store_id.as_str()) {
+            Reception::BotFirst => false,
+            Reception::HumanFirst => self.desk.agents_online(&self.store_id).await > 0,
+            Reception::AssistOnly => true,
+        }
+    }
+
+    /// Takes the stored message's status and sends its `ack`.
+    async fn acknowledge(&mut self, id: &ClientMessageId, appended: &Appended) -> Result<(), SessionError> {
+        if let Some(current) = self.conversation.as_mut() {
+            current.status = appended.status;
+        }
+        if !appended.duplicate {
+            self.metrics.message(self.store_id.as_str());
+        }
+        self.send(ServerEvent::Ack { id: id.clone(), message_id: appended.id, duplicate: appended.duplicate })
+            .await
+    }
+
+    /// What follows a stored (and acknowledged) new message that has no reply yet: people see
+    /// it, or the chat goes to them, or the bot decides and its reply is stored on its own.
+    async fn after_stored(
+        &mut self,
+        id: ClientMessageId,
+        conversation: &Conversation,
+        text: &str,
+        appended: Appended,
+    ) -> Result<(), SessionError> {
         if matches!(appended.status, ChatStatus::WaitingForAgent | ChatStatus::WithAgent) {
             self.desk
                 .shopper_wrote(&self.store_id, conversation.id, appended.id, text, self.clock.now())
@@ -282,12 +339,7 @@ impl Session {
         if appended.status != ChatStatus::Bot {
             return Ok(());
         }
-        let to_people = match self.config.reception_for(self.store_id.as_str()) {
-            Reception::BotFirst => false,
-            Reception::HumanFirst => self.desk.agents_online(&self.store_id).await > 0,
-            Reception::AssistOnly => true,
-        };
-        if to_people {
+        if self.to_people().await {
             let reason = HandoffReason::Reception;
             if let Some(current) = self.conversation.as_mut() {
                 current.status = ChatStatus::WaitingForAgent;
@@ -303,9 +355,20 @@ impl Session {
             self.desk.enqueue(&self.store_id, conversation.id, reason, text, self.clock.now()).await?;
             return Ok(());
         }
+        // The chat came back to the bot since this session last looked (an agent handed it
+        // back): decide now, and store the reply on its own.
+        let mut current = conversation.clone();
+        current.status = ChatStatus::Bot;
+        let mut turn = self.compose(&current, text).await?;
+        turn.stored.in_reply_to = appended.id;
+        let message_id = self.store.record_bot_turn(&turn.stored).await.map_err(SessionError::Reply)?;
+        self.reply(id, &current, text, turn, message_id).await
+    }
 
+    /// Decides the bot's turn on `text` (off the async threads) and the state it leaves.
+    async fn compose(&self, conversation: &Conversation, text: &str) -> Result<Turn, SessionError> {
         let deciding = std::time::Instant::now();
-        let triaged = self.decide(&conversation, text.to_owned()).await?;
+        let triaged = self.decide(conversation, text.to_owned()).await?;
         let decided = deciding.elapsed().as_secs_f64();
         let (kind, source, reply, suggestions, handoff) = match triaged.decision {
             Decision::Answer { source, text, suggestions, notify } => {
@@ -322,9 +385,10 @@ impl Session {
             ReplyKind::Answer | ReplyKind::Handoff => 0,
         };
         let status = if handoff.is_some() { ChatStatus::WaitingForAgent } else { ChatStatus::Bot };
-        let turn = BotTurn {
+        let stored = BotTurn {
             conversation: conversation.id,
-            in_reply_to: appended.id,
+            // Set when the shopper's message is stored.
+            in_reply_to: MessageId(0),
             text: reply.clone(),
             trace: serde_json::to_value(&triaged.trace).unwrap_or_default(),
             status,
@@ -335,12 +399,24 @@ impl Session {
             entry: triaged.trace.matched.clone(),
             at: self.clock.now(),
         };
-        let message_id = self.store.record_bot_turn(&turn).await.map_err(SessionError::Reply)?;
+        Ok(Turn { stored, kind, source, reply, suggestions, handoff, trace: triaged.trace, decided })
+    }
+
+    /// Sends the stored reply, and hands the chat over if the turn says so.
+    async fn reply(
+        &mut self,
+        id: ClientMessageId,
+        conversation: &Conversation,
+        text: &str,
+        turn: Turn,
+        message_id: MessageId,
+    ) -> Result<(), SessionError> {
+        let Turn { stored, kind, source, reply, suggestions, handoff, trace, decided } = turn;
         self.metrics.reply(self.store_id.as_str(), kind.as_str(), decided);
         if let Some(current) = self.conversation.as_mut() {
-            current.status = status;
-            current.consecutive_fallbacks = consecutive_fallbacks;
-            current.product = triaged.product;
+            current.status = stored.status;
+            current.consecutive_fallbacks = stored.consecutive_fallbacks;
+            current.product = stored.product;
             current.handoff_reason = handoff.or(current.handoff_reason);
         }
         self.send(ServerEvent::Reply {
@@ -350,12 +426,12 @@ impl Session {
             source,
             text: reply,
             suggestions,
-            trace: Box::new(triaged.trace),
+            trace: Box::new(trace),
         })
         .await?;
         if let Some(reason) = handoff {
             tracing::info!(store = %self.store_id, conversation = %conversation.id, reason = reason.as_str(), "handed over");
-            self.send(ServerEvent::Status { status, reason: Some(reason), agent: None }).await?;
+            self.send(ServerEvent::Status { status: stored.status, reason: Some(reason), agent: None }).await?;
             self.desk.enqueue(&self.store_id, conversation.id, reason, text, self.clock.now()).await?;
         }
         Ok(())

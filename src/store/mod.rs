@@ -139,6 +139,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores the bot's reply and the conversation's new state in one transaction.
     async fn record_bot_turn(&self, turn: &BotTurn) -> Result<MessageId, StoreError>;
 
+    /// Stores a shopper message and, if it is new and the conversation is still the bot's, the
+    /// bot's reply to it (`reply.in_reply_to` is set to the stored message) with the
+    /// conversation's new state: all in one transaction. Returns the message as stored (with the
+    /// status it found) and the reply's id when the reply was stored.
+    async fn append_shopper_message_with_reply(
+        &self,
+        client_id: &ClientMessageId,
+        text: &str,
+        at: Millis,
+        reply: &BotTurn,
+    ) -> Result<(Appended, Option<MessageId>), StoreError>;
+
     /// Sets the product in context (the shopper opened the chat on a product page).
     async fn set_product(
         &self,

@@ -65,6 +65,13 @@ enum Op {
     Create(Conversation, Millis, oneshot::Sender<Result<(), StoreError>>),
     Append(ConversationId, ClientMessageId, String, Millis, oneshot::Sender<Result<Appended, StoreError>>),
     Turn(Box<BotTurn>, oneshot::Sender<Result<MessageId, StoreError>>),
+    AppendReply(
+        ClientMessageId,
+        String,
+        Millis,
+        Box<BotTurn>,
+        oneshot::Sender<Result<(Appended, Option<MessageId>), StoreError>>,
+    ),
     Product(ConversationId, Option<String>, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -165,6 +172,7 @@ impl Op {
             Op::Create(_, _, done) | Op::Product(_, _, done) => drop(done.send(Err(failed()))),
             Op::Append(_, _, _, _, done) => drop(done.send(Err(failed()))),
             Op::Turn(_, done) => drop(done.send(Err(failed()))),
+            Op::AppendReply(_, _, _, _, done) => drop(done.send(Err(failed()))),
         }
     }
 }
@@ -174,6 +182,10 @@ enum Answer {
     Unit(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
     Appended(oneshot::Sender<Result<Appended, StoreError>>, Result<Appended, StoreError>),
     Message(oneshot::Sender<Result<MessageId, StoreError>>, Result<MessageId, StoreError>),
+    AppendedReply(
+        oneshot::Sender<Result<(Appended, Option<MessageId>), StoreError>>,
+        Result<(Appended, Option<MessageId>), StoreError>,
+    ),
 }
 
 impl Answer {
@@ -182,6 +194,7 @@ impl Answer {
             Answer::Unit(done, r) => drop(done.send(r)),
             Answer::Appended(done, r) => drop(done.send(r)),
             Answer::Message(done, r) => drop(done.send(r)),
+            Answer::AppendedReply(done, r) => drop(done.send(r)),
         }
     }
 
@@ -191,6 +204,7 @@ impl Answer {
             Answer::Unit(done, _) => drop(done.send(Err(failed()))),
             Answer::Appended(done, _) => drop(done.send(Err(failed()))),
             Answer::Message(done, _) => drop(done.send(Err(failed()))),
+            Answer::AppendedReply(done, _) => drop(done.send(Err(failed()))),
         }
     }
 }
@@ -217,6 +231,23 @@ async fn apply(tx: &mut SqliteConnection, op: Op) -> (Answer, Option<sqlx::Error
         Op::Turn(turn, done) => {
             let (r, e) = split(record_turn(tx, &turn).await);
             (Answer::Message(done, r), e)
+        }
+        Op::AppendReply(client_id, text, at, mut turn, done) => {
+            let stored = async {
+                let appended = match append(tx, turn.conversation, &client_id, &text, at).await? {
+                    Ok(appended) => appended,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if appended.duplicate || appended.status != ChatStatus::Bot {
+                    return Ok(Ok((appended, None)));
+                }
+                turn.in_reply_to = appended.id;
+                let reply = record_turn(tx, &turn).await?;
+                Ok(Ok((appended, Some(reply))))
+            }
+            .await;
+            let (r, e) = split(stored);
+            (Answer::AppendedReply(done, r.and_then(|inner| inner)), e)
         }
         Op::Product(conversation, product, done) => {
             let update = sqlx::query("UPDATE conversations SET product = ? WHERE id = ?")
@@ -415,6 +446,17 @@ impl Store for SqliteStore {
     async fn record_bot_turn(&self, turn: &BotTurn) -> Result<MessageId, StoreError> {
         let turn = Box::new(turn.clone());
         self.write(|done| Op::Turn(turn, done)).await
+    }
+
+    async fn append_shopper_message_with_reply(
+        &self,
+        client_id: &ClientMessageId,
+        text: &str,
+        at: Millis,
+        reply: &BotTurn,
+    ) -> Result<(Appended, Option<MessageId>), StoreError> {
+        let (client_id, text, turn) = (client_id.clone(), text.to_owned(), Box::new(reply.clone()));
+        self.write(|done| Op::AppendReply(client_id, text, at, turn, done)).await
     }
 
     async fn set_product(

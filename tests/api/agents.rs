@@ -257,7 +257,9 @@ async fn agents_see_and_reach_only_their_own_store() {
     let app = spawn_with(config).await;
     let (mut olga, welcome) = AgentClient::login(app.addr, &other, false).await;
     assert_eq!(welcome["store"], "other");
-    let (_shopper, conversation) = handed_over(&app).await;
+    let (mut shopper, conversation) = handed_over(&app).await;
+    // Queued: the shopper is told their place.
+    shopper.recv_type("queue").await;
     olga.send(json!({"type": "claim", "conversation_id": conversation})).await;
     let refused = olga.recv_type("error").await;
     assert_eq!(refused["code"], "not_found", "{refused}");
