@@ -361,6 +361,8 @@ impl Session {
         current.status = ChatStatus::Bot;
         let mut turn = self.compose(&current, text).await?;
         turn.stored.in_reply_to = appended.id;
+        // People may have changed the stored state: write all of it.
+        turn.stored.changes_state = true;
         let message_id = self.store.record_bot_turn(&turn.stored).await.map_err(SessionError::Reply)?;
         self.reply(id, &current, text, turn, message_id).await
     }
@@ -385,6 +387,10 @@ impl Session {
             ReplyKind::Answer | ReplyKind::Handoff => 0,
         };
         let status = if handoff.is_some() { ChatStatus::WaitingForAgent } else { ChatStatus::Bot };
+        let changes_state = status != conversation.status
+            || handoff.is_some()
+            || consecutive_fallbacks != conversation.consecutive_fallbacks
+            || triaged.product != conversation.product;
         let stored = BotTurn {
             conversation: conversation.id,
             // Set when the shopper's message is stored.
@@ -392,6 +398,7 @@ impl Session {
             text: reply.clone(),
             trace: serde_json::to_value(&triaged.trace).unwrap_or_default(),
             status,
+            changes_state,
             handoff_reason: handoff,
             consecutive_fallbacks,
             product: triaged.product.clone(),

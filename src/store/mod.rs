@@ -71,6 +71,9 @@ pub struct BotTurn {
     pub trace: serde_json::Value,
     /// The status after this turn.
     pub status: ChatStatus,
+    /// Whether the turn changes the conversation's state (status, handoff reason, fallbacks in
+    /// a row, product in context). When it does not, only the reply is written.
+    pub changes_state: bool,
     /// Why it was handed over, if this turn handed it over.
     pub handoff_reason: Option<HandoffReason>,
     /// Fallbacks in a row after this turn.

@@ -376,6 +376,10 @@ async fn record_turn(tx: &mut SqliteConnection, turn: &BotTurn) -> Result<Messag
     .bind(turn.at.0)
     .fetch_one(&mut *tx)
     .await?;
+    if !turn.changes_state {
+        // updated_at follows the message (a trigger).
+        return Ok(MessageId(id));
+    }
     sqlx::query(
         "UPDATE conversations
          SET status = ?, handoff_reason = COALESCE(?, handoff_reason), consecutive_fallbacks = ?,
@@ -1303,6 +1307,7 @@ mod tests {
             text: "hi".into(),
             trace: serde_json::Value::Null,
             status: ChatStatus::Bot,
+            changes_state: true,
             handoff_reason: None,
             consecutive_fallbacks: 0,
             product: None,
