@@ -438,7 +438,8 @@ impl Session {
         .await?;
         if let Some(reason) = handoff {
             tracing::info!(store = %self.store_id, conversation = %conversation.id, reason = reason.as_str(), "handed over");
-            self.send(ServerEvent::Status { status: stored.status, reason: Some(reason), agent: None }).await?;
+            self.send(ServerEvent::Status { status: stored.status, reason: Some(reason), agent: None })
+                .await?;
             self.desk.enqueue(&self.store_id, conversation.id, reason, text, self.clock.now()).await?;
         }
         Ok(())

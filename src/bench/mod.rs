@@ -314,7 +314,10 @@ async fn shopper(
     let mut tally = Tally::default();
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut conversation = 0usize;
-    let mut next_send = Instant::now();
+    // At a set rate the shoppers' sends are spread evenly over the interval, not all at once:
+    // real shoppers do not type in step, and synchronized bursts would measure the burst.
+    let phase = interval.map(|i| i.mul_f64(n as f64 / load.connections.max(1) as f64)).unwrap_or_default();
+    let mut next_send = Instant::now() + phase;
     // A conversation that ends (handoff, error) is replaced at once, so every shopper holds a
     // connection when the time is up unless it could not connect.
     'conversations: loop {

@@ -100,12 +100,17 @@ impl SqliteStore {
             // An acknowledged message must survive a power cut, not only a crash.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints run on their own task (below), not inside whichever commit happens to
+            // cross the WAL's size limit: that commit, and every write queued behind it, would
+            // wait for the copy into the database file.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         migrator().run(&pool).await?;
         let writer = options.connect().await?;
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(write_batches(writer, queue));
+        tokio::spawn(checkpoints(pool.clone()));
         Ok(Self { pool, writes })
     }
 
@@ -119,6 +124,28 @@ impl SqliteStore {
         outcome.await.map_err(|_| StoreError::Closed)?
     }
 }
+
+/// Copies the WAL into the database file every second, beside the writer (a passive
+/// checkpoint never blocks it), until the pool closes.
+async fn checkpoints(pool: SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(%error, "checkpointing the database failed");
+        }
+    }
+}
+
+/// How often the WAL is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The writer task: takes every waiting write, applies them in one IMMEDIATE transaction,
 /// commits, then answers each. If anything in the batch fails, every write of the batch fails
@@ -356,8 +383,12 @@ async fn append(
     let id: Option<i64> = row.try_get("id")?;
     Ok(match (status, id) {
         (None, _) => Err(StoreError::NoConversation(conversation)),
-        (Some(status), Some(id)) => parse_status(status).map(|status| Appended { id: MessageId(id), duplicate: true, status }),
-        (Some(_), None) => Err(StoreError::Corrupt(format!("message {:?} was neither stored nor found", client_id.0))),
+        (Some(status), Some(id)) => {
+            parse_status(status).map(|status| Appended { id: MessageId(id), duplicate: true, status })
+        }
+        (Some(_), None) => {
+            Err(StoreError::Corrupt(format!("message {:?} was neither stored nor found", client_id.0)))
+        }
     })
 }
 
