@@ -270,7 +270,10 @@ impl KnowledgeBase {
             let mut ranked: Vec<usize> = (0..scores.len()).collect();
             let top = (limit + 2).min(ranked.len());
             ranked.select_nth_unstable_by(top.saturating_sub(1), |a, b| scores[*b].total_cmp(&scores[*a]));
-            for &class in &ranked[..top] {
+            // A class the classifier all but rules out is only worth scoring if retrieval found
+            // it: comparing the query with every one of its variants costs more than the rest of
+            // the search.
+            for &class in ranked[..top].iter().filter(|&&c| scores[c] >= MIN_RESCORED_PROBABILITY) {
                 let entry = u.classes[class];
                 if !retrieved.contains_key(&entry) {
                     let (score, variant) = self.best_variant(entry, &query, query_norm);
@@ -386,6 +389,10 @@ fn train(analyzer: &Analyzer, variants: &[Variant]) -> Option<Understanding> {
         LinearModel::train(&examples, vocabulary.len(), classes.len(), TrainConfig::default()).ok()?;
     Some(Understanding { vocabulary, model, classes, class_of })
 }
+
+/// The least classifier probability for which a class that retrieval did not find is scored
+/// against its variants and can become a hit.
+const MIN_RESCORED_PROBABILITY: f32 = 0.01;
 
 /// Sharpness of the softmax over decision values: SVM margins are about ±1, so a factor of 4
 /// separates a clear winner (probability near 1) from a flat field (near 1/classes).
