@@ -497,14 +497,14 @@ pub fn unanswered(history: &History) -> Vec<(MessageId, String, bool, Option<Str
 
 /// Groups the unanswered questions by meaning and drafts an entry for each group, best first.
 pub fn clusters(history: &History, analyzer: &crate::text::Analyzer) -> Vec<Cluster> {
-    use crate::knowledge::features::{Vocabulary, raw_features};
+    use crate::knowledge::features::raw_features;
     let mut questions = unanswered(history);
     // The newest ones: clustering is quadratic in memory and cubic in time at worst.
     if questions.len() > MAX_CLUSTERED {
         questions.drain(..questions.len() - MAX_CLUSTERED);
     }
     let raw: Vec<Vec<u64>> = questions.iter().map(|(_, text, ..)| raw_features(analyzer, text)).collect();
-    let vocabulary = Vocabulary::fit(&raw);
+    let vocabulary = question_vocabulary(history, analyzer, &|_| true, &raw);
     let vectors: Vec<Vec<(u32, f32)>> = raw.iter().map(|r| vocabulary.vectorize(r)).collect();
     let (groups, sim) = group_alike(&vectors);
     let mut clusters: Vec<Cluster> = groups
@@ -538,6 +538,33 @@ pub fn clusters(history: &History, analyzer: &crate::text::Analyzer) -> Vec<Clus
         .collect();
     clusters.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
     clusters
+}
+
+/// Most shopper messages word weights are learned from (the newest).
+const MAX_VOCABULARY_MESSAGES: usize = 5_000;
+
+/// Word weights for grouping `questions` (their raw features), learned from every shopper
+/// message of the history that `include` keeps (the newest 5,000) and from the questions. A word
+/// that all of the questions share (their topic) must weigh as much as it is rare in the store,
+/// not as little as it is common among them: fitted on the questions alone, a tight burst about
+/// one thing falls apart.
+pub fn question_vocabulary(
+    history: &History,
+    analyzer: &crate::text::Analyzer,
+    include: &dyn Fn(&crate::store::MessageRow) -> bool,
+    questions: &[Vec<u64>],
+) -> crate::knowledge::features::Vocabulary {
+    use crate::knowledge::features::{Vocabulary, raw_features};
+    let mut corpus: Vec<Vec<u64>> = history
+        .messages
+        .iter()
+        .rev()
+        .filter(|m| m.role == Role::Shopper && include(m))
+        .take(MAX_VOCABULARY_MESSAGES)
+        .map(|m| raw_features(analyzer, &m.text))
+        .collect();
+    corpus.extend(questions.iter().cloned());
+    Vocabulary::fit(&corpus)
 }
 
 /// The dot product of two sparse vectors sorted by index (their cosine, when both are unit length).
@@ -776,6 +803,46 @@ mod tests {
         assert_ne!(with("你们的实体店在哪个城市"), with("What time does the warehouse close on Sunday?"));
         assert_eq!(clusters[0].size, 3, "the biggest first: {clusters:#?}");
         assert_eq!(clusters[0].draft.similar.len(), 2);
+    }
+
+    #[test]
+    fn a_tight_burst_about_one_thing_stays_one_cluster() {
+        // Six ways of asking the same thing, in a store where shoppers mostly ask other things:
+        // the word they all share weighs as much as it is rare in the store.
+        let id = ConversationId::new();
+        let mut messages = Vec::new();
+        let mut push = |role, text: &str, kind: Option<&str>| {
+            let n = i64::try_from(messages.len()).unwrap() + 1;
+            messages.push(MessageRow {
+                id: MessageId(n),
+                conversation: id,
+                role,
+                text: text.to_owned(),
+                kind: kind.map(str::to_owned),
+                entry: None,
+                at: Millis(n),
+            });
+        };
+        for i in 0..40 {
+            push(Role::Shopper, ["发票怎么申请", "什么时候发货", "可以退货吗", "有优惠券吗"][i % 4], None);
+            push(Role::Bot, "…", Some("answer"));
+        }
+        let burst = [
+            "赠品为什么是分开寄的",
+            "为什么赠品和商品分开寄",
+            "赠品分开寄是什么情况",
+            "赠品为啥分开寄",
+            "赠品怎么分开寄了",
+            "我的赠品是分开寄吗",
+        ];
+        for text in burst {
+            push(Role::Shopper, text, None);
+            push(Role::Bot, "抱歉", Some("fallback"));
+        }
+        let history = History { messages, ..History::default() };
+        let clusters = clusters(&history, &crate::text::Analyzer::new());
+        assert_eq!(clusters.len(), 1, "{clusters:#?}");
+        assert_eq!(clusters[0].size, 6);
     }
 
     #[test]

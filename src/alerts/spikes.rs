@@ -15,9 +15,6 @@ const MAX_RECENT: usize = insight::MAX_CLUSTERED;
 /// Most unanswered questions of the baseline compared with the window's groups (the newest).
 const MAX_USUAL: usize = 2_000;
 
-/// Most shopper messages the word weights are learned from (the newest).
-const MAX_CORPUS: usize = 5_000;
-
 /// When a topic's count counts as a spike.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rule {
@@ -135,7 +132,7 @@ fn unanswered_spikes(
     usual: &dyn Fn(Millis) -> bool,
     scale: f64,
 ) -> Vec<Spike> {
-    use crate::knowledge::features::{Vocabulary, raw_features};
+    use crate::knowledge::features::raw_features;
     let at: HashMap<MessageId, Millis> = history.messages.iter().map(|m| (m.id, m.at)).collect();
     let questions = insight::unanswered(history);
     let (mut window, mut before): (Vec<_>, Vec<_>) = questions
@@ -150,19 +147,7 @@ fn unanswered_spikes(
     before.drain(..before.len().saturating_sub(MAX_USUAL));
     let raw: Vec<Vec<u64>> =
         window.iter().chain(before.iter()).map(|(_, text, _)| raw_features(analyzer, text)).collect();
-    // Word weights come from everything shoppers asked in the period, not only from these
-    // questions: a word every one of them shares (the topic itself) must weigh as much as it
-    // is rare in the store, not as little as it is common among them.
-    let mut corpus: Vec<Vec<u64>> = history
-        .messages
-        .iter()
-        .rev()
-        .filter(|m| m.role == Role::Shopper && (recent(m.at) || usual(m.at)))
-        .take(MAX_CORPUS)
-        .map(|m| raw_features(analyzer, &m.text))
-        .collect();
-    corpus.extend(raw.iter().cloned());
-    let vocabulary = Vocabulary::fit(&corpus);
+    let vocabulary = insight::question_vocabulary(history, analyzer, &|m| recent(m.at) || usual(m.at), &raw);
     let vectors: Vec<Vec<(u32, f32)>> = raw.iter().map(|r| vocabulary.vectorize(r)).collect();
     let (recent_vectors, usual_vectors) = vectors.split_at(window.len());
     let (groups, sim) = insight::group_alike(recent_vectors);
