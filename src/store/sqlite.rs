@@ -86,6 +86,7 @@ fn migrator() -> Migrator {
         migration(4, "insight", include_str!("../../migrations/sqlite/0004_insight.sql")),
         migration(5, "alerts", include_str!("../../migrations/sqlite/0005_alerts.sql")),
         migration(6, "touch_trigger", include_str!("../../migrations/sqlite/0006_touch_trigger.sql")),
+        migration(7, "status_index", include_str!("../../migrations/sqlite/0007_status_index.sql")),
     ])
 }
 
