@@ -58,6 +58,13 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/stores/{store}/webhook", get(show_webhook).put(set_webhook).delete(delete_webhook))
 }
 
+/// Reads a JSON body; a malformed one is a 400 that says what shape was expected.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the body must be {shape}: {e}"))
+    })
+}
+
 /// An error as the merchant sees it: a status and `{"error", "message", "problems"?}`.
 #[derive(Debug)]
 pub(super) struct ApiError {
@@ -392,13 +399,7 @@ async fn query(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
-    let body: QueryBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("the body must be {{\"text\": …, \"product\"?: …}}: {e}"),
-        )
-    })?;
+    let body: QueryBody = json_body(&body, "{\"text\": …, \"product\"?: …}")?;
     let knowledge = state.library.get(&store).ok_or_else(|| ApiError::unknown_store(store.as_str()))?;
     if body.text.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty_text", "'text' is empty"));
@@ -628,17 +629,8 @@ async fn accept_cluster(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let store = authorize(&state, &headers, &store).await?;
-    let edits: DraftEdits = if body.is_empty() {
-        DraftEdits::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                format!("the body must be the draft's edits: {e}"),
-            )
-        })?
-    };
+    let edits: DraftEdits =
+        if body.is_empty() { DraftEdits::default() } else { json_body(&body, "the draft's edits")? };
     let cluster = find_cluster(&state, &store, &params, &id).await?;
     let question = edits.question.unwrap_or(cluster.draft.question);
     let Some(answer) = edits.answer.or(cluster.draft.answer).filter(|a| !a.trim().is_empty()) else {
@@ -696,13 +688,7 @@ async fn notify(
     messages: &[MessageId],
     body: &Bytes,
 ) -> ApiResult<Json<Value>> {
-    let notice: NoticeBody = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("the body must be {{\"text\": \"…\"}}: {e}"),
-        )
-    })?;
+    let notice: NoticeBody = json_body(body, "{\"text\": \"…\"}")?;
     let text = notice.text.trim();
     let max = state.config.chat.max_message_chars;
     if text.is_empty() || text.chars().count() > max {
@@ -821,13 +807,7 @@ async fn set_webhook(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
-    let body: WebhookBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("the body must be {{\"url\": \"https://…\"}}: {e}"),
-        )
-    })?;
+    let body: WebhookBody = json_body(&body, "{\"url\": \"https://…\"}")?;
     let url = body.url.trim().to_owned();
     crate::alerts::webhook::check_url(&url)
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_url", message))?;
