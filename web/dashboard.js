@@ -96,7 +96,7 @@
   function rates(series) {
     var chart = $("rates");
     chart.textContent = "";
-    var w = 600, h = 160, pad = 28;
+    var w = 1200, h = 200, pad = 28;
     var step = (w - pad * 2) / Math.max(1, series.length - 1);
     chart.appendChild(svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, stroke: "#d0d7de" }));
     chart.appendChild(svg("text", { x: 2, y: pad }, "100%"));
