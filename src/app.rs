@@ -103,13 +103,13 @@ pub async fn run(
     }
     let check = state.config.alerts.check_seconds;
     if check > 0 {
-        let watch = Arc::new(crate::alerts::Watch::new(
+        let watch = crate::alerts::Watch::new(
             Arc::clone(&state.insights),
             Arc::clone(&state.merchants),
             Arc::clone(&state.library),
             Arc::clone(&state.desk),
             Arc::clone(&state.config),
-        )?);
+        )?;
         let (clock, token) = (state.clock.clone(), token.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(check));

@@ -43,9 +43,7 @@ struct Turn {
     stored: BotTurn,
     kind: ReplyKind,
     source: Option<crate::protocol::AnswerSource>,
-    reply: String,
     suggestions: Vec<String>,
-    handoff: Option<HandoffReason>,
     trace: crate::triage::Trace,
     decided: f64,
 }
@@ -395,7 +393,7 @@ impl Session {
             conversation: conversation.id,
             // Set when the shopper's message is stored.
             in_reply_to: MessageId(0),
-            text: reply.clone(),
+            text: reply,
             trace: serde_json::to_value(&triaged.trace).unwrap_or_default(),
             status,
             changes_state,
@@ -406,7 +404,7 @@ impl Session {
             entry: triaged.trace.matched.clone(),
             at: self.clock.now(),
         };
-        Ok(Turn { stored, kind, source, reply, suggestions, handoff, trace: triaged.trace, decided })
+        Ok(Turn { stored, kind, source, suggestions, trace: triaged.trace, decided })
     }
 
     /// Sends the stored reply, and hands the chat over if the turn says so.
@@ -418,7 +416,8 @@ impl Session {
         turn: Turn,
         message_id: MessageId,
     ) -> Result<(), SessionError> {
-        let Turn { stored, kind, source, reply, suggestions, handoff, trace, decided } = turn;
+        let Turn { stored, kind, source, suggestions, trace, decided } = turn;
+        let handoff = stored.handoff_reason;
         self.metrics.reply(self.store_id.as_str(), kind.as_str(), decided);
         if let Some(current) = self.conversation.as_mut() {
             current.status = stored.status;
@@ -431,7 +430,7 @@ impl Session {
             message_id,
             kind,
             source,
-            text: reply,
+            text: stored.text,
             suggestions,
             trace: Box::new(trace),
         })

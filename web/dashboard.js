@@ -46,6 +46,15 @@
     });
   }
 
+  // One row across the table saying it has nothing to show.
+  function emptyRow(body, text, columns) {
+    var tr = el("tr");
+    var td = el("td", text);
+    td.colSpan = columns;
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+
   function pct(x) { return x == null ? "–" : (100 * x).toFixed(1) + "%"; }
   function num(x, digits) { return x == null ? "–" : Number(x).toFixed(digits || 0); }
 
@@ -122,13 +131,7 @@
   function alerts(list) {
     var body = $("alerts").querySelector("tbody");
     body.textContent = "";
-    if (!list.length) {
-      var tr = el("tr");
-      var td = el("td", "No spikes in this range.");
-      td.colSpan = 6;
-      tr.appendChild(td);
-      body.appendChild(tr);
-    }
+    if (!list.length) emptyRow(body, "No spikes in this range.", 6);
     list.forEach(function (a) {
       var tr = el("tr", undefined, a.open ? "open" : "");
       tr.dataset.alert = String(a.id);
@@ -181,13 +184,7 @@
   function clusters(list) {
     var body = $("clusters").querySelector("tbody");
     body.textContent = "";
-    if (!list.length) {
-      var tr = el("tr");
-      var td = el("td", "Nothing unanswered in this range.");
-      td.colSpan = 5;
-      tr.appendChild(td);
-      body.appendChild(tr);
-    }
+    if (!list.length) emptyRow(body, "Nothing unanswered in this range.", 5);
     list.forEach(function (c) {
       var tr = el("tr");
       tr.dataset.cluster = c.id;

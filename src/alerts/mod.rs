@@ -58,7 +58,7 @@ impl Watch {
     }
 
     /// Checks every store at `now`; returns the alerts raised.
-    pub async fn check(self: &Arc<Self>, now: Millis) -> Result<Vec<AlertRow>, StoreError> {
+    pub async fn check(&self, now: Millis) -> Result<Vec<AlertRow>, StoreError> {
         let mut raised = Vec::new();
         for store in self.merchants.stores().await? {
             raised.extend(self.check_store(&store, now).await?);
@@ -66,11 +66,7 @@ impl Watch {
         Ok(raised)
     }
 
-    async fn check_store(
-        self: &Arc<Self>,
-        store: &StoreId,
-        now: Millis,
-    ) -> Result<Vec<AlertRow>, StoreError> {
+    async fn check_store(&self, store: &StoreId, now: Millis) -> Result<Vec<AlertRow>, StoreError> {
         let rule = spikes::Rule::from_config(&self.config.alerts);
         let since = Millis(now.0 - rule.window - rule.baseline - CONVERSATION_REACH);
         let history = self.insights.records(store, since, Millis(now.0 + 1)).await?;

@@ -187,7 +187,7 @@ async fn a_burst_raises_one_alert_and_one_signed_webhook_call_and_a_steady_rate_
     let (status, body) = app.merchant("other", &other_key).get("/alerts?since=1d").await;
     assert_eq!((status, body["alerts"].clone()), (200, json!([])), "{body}");
 
-    // Once the topic is quiet for a whole window the episode ends; a new burst is a new alert.
+    // Once the topic has been quiet for a whole window, the episode ends.
     clock.set(Millis(T0 + 90 * MINUTE));
     alerts_until(&shop, |a| a[0]["open"] == false).await;
     drop(askers);
