@@ -31,7 +31,9 @@ fn decision(c: &mut Criterion) {
     let now = Millis::now();
     let mut group = c.benchmark_group("triage");
     for &(name, text) in MESSAGES {
-        group.bench_function(name, |b| b.iter(|| triage(black_box(text), &kb, &ctx, &config.triage, now)));
+        group.bench_function(name, |b| {
+            b.iter(|| triage(black_box(text), &kb, &ctx, &config.triage, now, None))
+        });
     }
     group.finish();
 }

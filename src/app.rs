@@ -12,18 +12,53 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ContentConfig};
 use crate::domain::{Clock, StoreId};
+use crate::encoder::{Availability, Encoder, EncoderSlot, model_dir};
 use crate::escalation::Desk;
 pub use crate::gateway::AppState;
 use crate::intents::IntentSet;
 use crate::knowledge::KnowledgeBase;
 use crate::library::Library;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Agents, Insights, Merchants, Store};
+use crate::store::{Agents, Embeddings, Insights, Merchants, Store};
 use crate::text::Analyzer;
 
-/// Opens the database, imports the knowledge directory's packs, and builds every store's active
-/// pack version.
+/// Opens the database, imports the knowledge directory's packs, builds every store's active
+/// pack version, and starts the sentence encoder in the background.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let encoder = start_encoder(&config);
+    build_state_with(config, encoder).await
+}
+
+/// Starts the sentence encoder on a blocking thread (installing the model on first run) and
+/// returns its slot at once: stores answer on lexical signals until it is ready, or for good
+/// when it cannot be had, which is logged here.
+pub fn start_encoder(config: &Config) -> EncoderSlot {
+    let (settle, slot) = EncoderSlot::starting();
+    if !config.encoder.enabled {
+        tracing::warn!(
+            "the sentence encoder is turned off (encoder.enabled = false): answering on lexical signals only"
+        );
+        let _ = settle.send(Availability::Unavailable("turned off".into()));
+        return slot;
+    }
+    let encoder_config = config.encoder.clone();
+    let dir = model_dir(&config.encoder, &config.storage.data_dir);
+    tracing::info!(dir = %dir.display(), "starting the sentence encoder");
+    tokio::task::spawn_blocking(move || {
+        let availability = match Encoder::start(&encoder_config, &dir) {
+            Ok(encoder) => Availability::Ready(encoder),
+            Err(error) => {
+                tracing::warn!(%error, "the sentence encoder is unavailable: answering on lexical signals only");
+                Availability::Unavailable(error.to_string())
+            }
+        };
+        let _ = settle.send(availability);
+    });
+    slot
+}
+
+/// [`build_state`] with a given encoder (tests share one).
+pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::Result<AppState> {
     config.validate()?;
     let store = Arc::new(
         SqliteStore::open(&config.storage.data_dir)
@@ -40,7 +75,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         Some(config.content.intents_dir.clone()),
         Some(config.storage.data_dir.join("index")),
         Arc::clone(&merchants),
-    );
+    )
+    .with_encoder(encoder, store.clone() as Arc<dyn Embeddings>);
     let clock = Clock::system();
     if config.content.knowledge_dir.exists() {
         library.import_directory(&config.content.knowledge_dir, clock.now()).await?;

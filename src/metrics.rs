@@ -14,6 +14,11 @@ struct StoreLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SemanticLabel {
+    semantic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReplyLabels {
     store: String,
     kind: String,
@@ -29,6 +34,8 @@ pub struct Metrics {
     waiting: Family<StoreLabel, Gauge>,
     with_agent: Family<StoreLabel, Gauge>,
     agents: Family<StoreLabel, Gauge>,
+    semantic: Family<SemanticLabel, Counter>,
+    encoder_available: Gauge,
 }
 
 impl Default for Metrics {
@@ -55,7 +62,29 @@ impl Default for Metrics {
         registry.register("queue_with_agent", "Chats a person is handling", with_agent.clone());
         let agents = Family::<StoreLabel, Gauge>::default();
         registry.register("agents_online", "Agents online and taking chats", agents.clone());
-        Self { registry, messages, replies, decision, waiting, with_agent, agents }
+        let semantic = Family::<SemanticLabel, Counter>::default();
+        registry.register(
+            "semantic_decisions",
+            "Bot decisions by what the sentence encoder contributed (encoded, cached, skipped, shed, pending, unavailable)",
+            semantic.clone(),
+        );
+        let encoder_available = Gauge::default();
+        registry.register(
+            "encoder_available",
+            "1 when the sentence encoder is running; 0 while it starts or when it is missing (lexical signals only)",
+            encoder_available.clone(),
+        );
+        Self {
+            registry,
+            messages,
+            replies,
+            decision,
+            waiting,
+            with_agent,
+            agents,
+            semantic,
+            encoder_available,
+        }
     }
 }
 
@@ -69,6 +98,16 @@ impl Metrics {
     pub fn reply(&self, store: &str, kind: &str, seconds: f64) {
         self.replies.get_or_create(&ReplyLabels { store: store.to_owned(), kind: kind.to_owned() }).inc();
         self.decision.observe(seconds);
+    }
+
+    /// A decision was made with (or without) the encoder, as `use` says.
+    pub fn semantic(&self, semantic: &str) {
+        self.semantic.get_or_create(&SemanticLabel { semantic: semantic.to_owned() }).inc();
+    }
+
+    /// Whether the encoder is running.
+    pub fn set_encoder_available(&self, available: bool) {
+        self.encoder_available.set(i64::from(available));
     }
 
     /// The text exposition, with the queues as `(store, waiting, with_agent, agents online)`.

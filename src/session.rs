@@ -12,13 +12,14 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, Reception};
 use crate::domain::{ChatStatus, ClientMessageId, Clock, HandoffReason, MessageId, ResumeToken, StoreId};
+use crate::encoder::Embedded;
 use crate::escalation::Desk;
 use crate::knowledge::KnowledgeBase;
 use crate::library::Library;
 use crate::metrics::Metrics;
 use crate::protocol::{ClientEvent, ErrorCode, HistoryItem, ProtocolError, ReplyKind, ServerEvent};
 use crate::store::{Appended, BotTurn, Conversation, Insights, NewFeedback, Store, StoreError};
-use crate::triage::{ChatContext, Decision, Triaged, triage};
+use crate::triage::{ChatContext, Decision, SemanticUse, Triaged, triage};
 
 /// Why a session could not go on with an event.
 #[derive(Debug, thiserror::Error)]
@@ -444,23 +445,58 @@ impl Session {
         Ok(())
     }
 
-    /// Runs triage on a blocking thread: search and matching are CPU work.
+    /// Decides on lexical signals first, off the async threads. When that is not settled (no
+    /// rule, product field or confident answer decided), the message's embedding is fetched
+    /// (cache, or the encoder within its budget) and the decision made again with it.
     async fn decide(&self, conversation: &Conversation, text: String) -> Result<Triaged, SessionError> {
         let knowledge = self.knowledge()?;
         let now = self.clock.now();
-        let config = Arc::clone(&self.config);
         let ctx = ChatContext {
             consecutive_fallbacks: conversation.consecutive_fallbacks,
             product: conversation.product.clone(),
         };
+        let lexical = self.triage_blocking(&knowledge, &text, &ctx, now, None).await;
+        let encoder = self.library.encoder().get();
+        let (used, vector) = match encoder {
+            _ if lexical.settled => (SemanticUse::Skipped, None),
+            None => (SemanticUse::Unavailable, None),
+            Some(_) if knowledge.semantic().is_none() => (SemanticUse::Pending, None),
+            Some(encoder) => match encoder.query(&text).await {
+                Embedded::Encoded(v) => (SemanticUse::Encoded, Some(v)),
+                Embedded::Cached(v) => (SemanticUse::Cached, Some(v)),
+                Embedded::Shed => (SemanticUse::Shed, None),
+                Embedded::Failed => (SemanticUse::Unavailable, None),
+            },
+        };
+        let mut triaged = match vector {
+            Some(vector) => self.triage_blocking(&knowledge, &text, &ctx, now, Some(vector)).await,
+            None => lexical,
+        };
+        triaged.trace.semantic = Some(used);
+        self.metrics.semantic(used.as_str());
+        Ok(triaged)
+    }
+
+    /// Runs triage on a blocking thread: search and matching are CPU work.
+    async fn triage_blocking(
+        &self,
+        knowledge: &Arc<KnowledgeBase>,
+        text: &str,
+        ctx: &ChatContext,
+        now: crate::domain::Millis,
+        vector: Option<Arc<[f32]>>,
+    ) -> Triaged {
+        let (knowledge, text, ctx, config) =
+            (Arc::clone(knowledge), text.to_owned(), ctx.clone(), Arc::clone(&self.config));
         let span = tracing::Span::current();
         let run = move || {
             span.in_scope(|| {
-                triage(&text, &knowledge, &ctx, config.triage_for(knowledge.store().as_str()), now)
+                let cfg = config.triage_for(knowledge.store().as_str());
+                triage(&text, &knowledge, &ctx, cfg, now, vector.as_deref())
             })
         };
         match tokio::task::spawn_blocking(run).await {
-            Ok(triaged) => Ok(triaged),
+            Ok(triaged) => triaged,
             // Triage does not panic on any input; if it ever did, the panic is re-raised here
             // rather than answered wrongly.
             Err(join) => std::panic::resume_unwind(join.into_panic()),

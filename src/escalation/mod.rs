@@ -743,13 +743,14 @@ impl Desk {
     /// The store's best knowledge hits for `text`, as answers an agent can send.
     async fn suggest(&self, store: &StoreId, text: &str) -> Vec<Suggestion> {
         let Some(knowledge) = self.library.get(store) else { return Vec::new() };
+        let vector = self.library.message_vector(&knowledge, text).await;
         let (text, config, store) = (text.to_owned(), Arc::clone(&self.config), store.clone());
         let found = tokio::task::spawn_blocking(move || {
             let lang = Lang::detect(&text);
             let now = Millis::now();
-            let fusion = &config.triage_for(store.as_str()).fusion;
+            let band = config.triage_for(store.as_str()).band(vector.is_some());
             knowledge
-                .search(&text, 3, fusion, now)
+                .search(&text, 3, band.fusion, now, vector.as_deref())
                 .into_iter()
                 .filter_map(|hit| match hit.entry {
                     EntryRef::Faq(i) => {

@@ -405,12 +405,19 @@ async fn query(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty_text", "'text' is empty"));
     }
     let (config, now) = (Arc::clone(&state.config), state.clock.now());
+    // As a shopper's message is decided: with its embedding, unless the lexical signals settle it.
+    let vector = state.library.message_vector(&knowledge, &body.text).await;
     let answered = tokio::task::spawn_blocking(move || {
         let cfg = config.triage_for(store.as_str());
         let ctx = ChatContext { consecutive_fallbacks: 0, product: body.product };
-        let triaged = triage(&body.text, &knowledge, &ctx, cfg, now);
+        let lexical = triage(&body.text, &knowledge, &ctx, cfg, now, None);
+        let vector = vector.filter(|_| !lexical.settled);
+        let triaged = match &vector {
+            Some(v) => triage(&body.text, &knowledge, &ctx, cfg, now, Some(v)),
+            None => lexical,
+        };
         let hits: Vec<Value> = knowledge
-            .search(&body.text, 5, &cfg.fusion, now)
+            .search(&body.text, 5, cfg.band(vector.is_some()).fusion, now, vector.as_deref())
             .into_iter()
             .map(|h| {
                 json!({
@@ -418,6 +425,8 @@ async fn query(
                     "score": h.score,
                     "classifier": h.classifier,
                     "retrieval": h.retrieval,
+                    "semantic": h.semantic,
+                    "nearest": h.nearest,
                     "matched_question": h.matched,
                 })
             })

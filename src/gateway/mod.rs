@@ -71,6 +71,7 @@ async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> impl axum::response::IntoResponse {
     let gauges = state.desk.gauges().await;
+    state.metrics.set_encoder_available(state.library.encoder().get().is_some());
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(&gauges),

@@ -36,6 +36,9 @@ pub struct IntentFile {
     /// Slot name → pattern whose first group is the value.
     #[serde(default)]
     pub slots: BTreeMap<String, String>,
+    /// For `route`: the FAQ tags or categories the intent stands for, e.g. `["shipping"]`.
+    #[serde(default)]
+    pub topics: Vec<String>,
 }
 
 /// The `action` key of an intent file.
@@ -48,6 +51,9 @@ pub enum ActionKind {
     Handoff,
     /// Look up an order: needs the `order` slot; asks for it when missing.
     OrderStatus,
+    /// A general topic (shipping, returns): answer with the store's own FAQ entry on it, or ask
+    /// which of them the shopper means. The response is that question; it states no policy.
+    Route,
 }
 
 /// What an intent does when recognised.
@@ -59,6 +65,8 @@ pub enum Action {
     Handoff(HandoffReason),
     /// Tell the shopper about an order (the `{order}` slot), or ask for its number.
     OrderStatus,
+    /// Answer from the store's FAQ entries on the intent's topics, or ask which one.
+    Route,
 }
 
 impl Action {
@@ -68,7 +76,8 @@ impl Action {
             Action::Handoff(HandoffReason::Complaint) => 0,
             Action::Handoff(_) => 1,
             Action::OrderStatus => 2,
-            Action::Reply => 3,
+            Action::Route => 3,
+            Action::Reply => 4,
         }
     }
 }
@@ -93,7 +102,17 @@ impl IntentFile {
             (_, Some(_)) => return Err("only handoff intents take a reason".into()),
             (ActionKind::Reply, None) => Action::Reply,
             (ActionKind::OrderStatus, None) => Action::OrderStatus,
+            (ActionKind::Route, None) => Action::Route,
         };
+        let topics: Vec<String> =
+            self.topics.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        match (action, topics.is_empty()) {
+            (Action::Route, true) => {
+                return Err("a route intent needs topics (FAQ tags or categories)".into());
+            }
+            (Action::Route, false) | (_, true) => {}
+            (_, false) => return Err("only route intents take topics".into()),
+        }
         let mut slots = Vec::with_capacity(self.slots.len());
         for (name, pattern) in self.slots {
             let re = Regex::new(&format!("(?i){pattern}"))
@@ -111,6 +130,7 @@ impl IntentFile {
             examples: self.examples.into_iter().filter(|e| !e.trim().is_empty()).collect(),
             rules: self.rules,
             slots,
+            topics,
         })
     }
 }

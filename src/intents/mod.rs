@@ -32,6 +32,8 @@ pub struct Intent {
     pub rules: Vec<String>,
     /// Slot extractors: name and pattern whose first group is the value.
     pub slots: Vec<(String, Regex)>,
+    /// For a route intent: the FAQ tags or categories it stands for.
+    pub topics: Vec<String>,
 }
 
 impl Intent {

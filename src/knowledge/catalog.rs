@@ -346,6 +346,18 @@ fn stock_line(name: &str, stock: StockState, lang: Lang) -> String {
 }
 
 /// Text of a product for indexing: names, aliases, category and description.
+/// What the encoder embeds of a product: its names and category, the words a shopper uses to
+/// mean it.
+pub fn embedding_text(p: &Product) -> String {
+    let mut parts: Vec<&str> = p.name.variants();
+    parts.extend(p.aliases.iter().map(String::as_str));
+    if let Some(c) = &p.category {
+        parts.extend(c.variants());
+    }
+    parts.join(" / ")
+}
+
+/// What the search index holds of a product.
 pub fn index_text(p: &Product) -> String {
     let mut parts: Vec<&str> = p.name.variants();
     parts.extend(p.aliases.iter().map(String::as_str));

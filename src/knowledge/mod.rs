@@ -17,20 +17,22 @@ pub mod features;
 pub mod formats;
 mod index;
 pub mod pack;
+pub mod semantic;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use catalog::Catalog;
 use index::{DocKind, SearchIndex};
 pub use pack::{FaqEntry, Pack, PackError};
+pub use semantic::{Semantic, SemanticTexts};
 
 use classifier::{LinearModel, TrainConfig};
 use features::{Vocabulary, raw_features};
 
-use crate::config::Fusion;
+use crate::config::{Fusion, Signals};
 use crate::domain::{Lang, Millis, StoreId};
 use crate::intents::IntentSet;
 use crate::text::Analyzer;
@@ -69,8 +71,25 @@ pub struct Hit {
     pub classifier: f32,
     /// Cosine similarity of the entry's best-matching question variant, 0 to 1.
     pub retrieval: f32,
+    /// The semantic head's probability for the entry, when the message was embedded.
+    pub semantic: Option<f32>,
+    /// The embedding cosine of the entry's nearest question variant, when the message was
+    /// embedded.
+    pub nearest: Option<f32>,
     /// That variant's text.
     pub matched: String,
+}
+
+impl Hit {
+    /// The signals that make up the hit's confidence.
+    pub fn signals(&self) -> Signals {
+        Signals {
+            classifier: self.classifier,
+            retrieval: self.retrieval,
+            semantic: self.semantic,
+            nearest: self.nearest,
+        }
+    }
 }
 
 /// The classifier and the features it was trained on.
@@ -78,10 +97,6 @@ pub struct Hit {
 struct Understanding {
     vocabulary: Vocabulary,
     model: LinearModel,
-    /// The entry each class stands for.
-    classes: Vec<EntryRef>,
-    /// The class of each entry.
-    class_of: HashMap<EntryRef, usize>,
 }
 
 /// Knowledge could not be built.
@@ -109,6 +124,12 @@ pub struct KnowledgeBase {
     /// Each entry's variants.
     entry_variants: HashMap<EntryRef, Vec<usize>>,
     understanding: Option<Understanding>,
+    /// The entry each class (of the lexical classifier and the semantic head) stands for.
+    classes: Vec<EntryRef>,
+    /// The class of each entry.
+    class_of: HashMap<EntryRef, usize>,
+    /// Built once the texts are embedded; until then only lexical signals answer.
+    semantic: OnceLock<Semantic>,
     vocab: HashMap<String, u32>,
     idf: Vec<f32>,
     unknown_idf: f32,
@@ -182,7 +203,15 @@ impl KnowledgeBase {
         for (i, v) in variants.iter().enumerate() {
             entry_variants.entry(v.entry).or_default().push(i);
         }
-        let understanding = train(analyzer, &variants);
+        let mut classes: Vec<EntryRef> = Vec::new();
+        let mut class_of: HashMap<EntryRef, usize> = HashMap::new();
+        for v in &variants {
+            class_of.entry(v.entry).or_insert_with(|| {
+                classes.push(v.entry);
+                classes.len() - 1
+            });
+        }
+        let understanding = train(analyzer, &variants, &class_of, classes.len());
 
         let index_dir =
             index_root.map(|root| root.join(store.as_str()).join(fingerprint(&variants, &product_texts)));
@@ -203,6 +232,9 @@ impl KnowledgeBase {
             variants,
             entry_variants,
             understanding,
+            classes,
+            class_of,
+            semantic: OnceLock::new(),
             vocab,
             idf,
             unknown_idf,
@@ -240,20 +272,30 @@ impl KnowledgeBase {
     }
 
     /// Entries matching `text`, best first by fused confidence, each entry once, at most
-    /// `limit`. FAQ entries outside their validity window at `now` are left out.
-    pub fn search(&self, text: &str, limit: usize, fusion: &Fusion, now: Millis) -> Vec<Hit> {
+    /// `limit`. FAQ entries outside their validity window at `now` are left out. With the
+    /// message's embedding (`query`) and this knowledge's semantic index, the semantic signals
+    /// join the lexical ones; `fusion` must be the one for the signals used.
+    pub fn search(
+        &self,
+        text: &str,
+        limit: usize,
+        fusion: &Fusion,
+        now: Millis,
+        query: Option<&[f32]>,
+    ) -> Vec<Hit> {
         let terms = dedup(self.analyzer.terms(text));
-        let query = self.weigh(&terms);
-        let query_norm = query.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        let weighted = self.weigh(&terms);
+        let query_norm = weighted.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        let semantic = query.zip(self.semantic.get());
 
-        // Retrieved variants give their entries a cosine; the classifier's best classes join
-        // them, scored against all their variants.
+        // Retrieved variants give their entries a cosine; the classifier's (and the semantic
+        // head's) best classes join them, scored against all their variants.
         let mut retrieved: HashMap<EntryRef, (f32, usize)> = HashMap::new();
         match self.index.candidates(&terms, DocKind::Question, CANDIDATES) {
             Ok(keys) => {
                 for v in keys.into_iter().filter_map(|k| usize::try_from(k).ok()) {
                     let Some(variant) = self.variants.get(v) else { continue };
-                    let score = cosine(&query, query_norm, &variant.terms, variant.norm);
+                    let score = cosine(&weighted, query_norm, &variant.terms, variant.norm);
                     let slot = retrieved.entry(variant.entry).or_insert((score, v));
                     if score > slot.0 {
                         *slot = (score, v);
@@ -262,55 +304,151 @@ impl KnowledgeBase {
             }
             Err(error) => tracing::error!(store = %self.store, %error, "knowledge search failed"),
         }
-        let mut candidates: Vec<(EntryRef, f32, usize)> =
-            retrieved.iter().map(|(e, (s, v))| (*e, *s, *v)).collect();
-        let scores = self.understanding.as_ref().map(|u| {
-            let scores =
-                probabilities(&u.model.scores(&u.vocabulary.vectorize(&raw_features(&self.analyzer, text))));
-            let mut ranked: Vec<usize> = (0..scores.len()).collect();
-            let top = (limit + 2).min(ranked.len());
-            ranked.select_nth_unstable_by(top.saturating_sub(1), |a, b| scores[*b].total_cmp(&scores[*a]));
-            // A class the classifier all but rules out is only worth scoring if retrieval found
-            // it: comparing the query with every one of its variants costs more than the rest of
-            // the search.
-            for &class in ranked[..top].iter().filter(|&&c| scores[c] >= MIN_RESCORED_PROBABILITY) {
-                let entry = u.classes[class];
-                if !retrieved.contains_key(&entry) {
-                    let (score, variant) = self.best_variant(entry, &query, query_norm);
-                    candidates.push((entry, score, variant));
-                }
-            }
-            (scores, u)
+        let mut candidates: Vec<EntryRef> = retrieved.keys().copied().collect();
+        let top = limit + 2;
+        let lexical = self.understanding.as_ref().map(|u| {
+            probabilities(&u.model.scores(&u.vocabulary.vectorize(&raw_features(&self.analyzer, text))))
         });
-
-        let mut scored: Vec<(EntryRef, f32, f32, f32, usize)> = candidates
-            .into_iter()
-            .map(|(entry, retrieval, variant)| {
-                let classifier = scores
-                    .as_ref()
-                    .and_then(|(scores, u)| u.class_of.get(&entry).map(|&c| scores[c]))
-                    .unwrap_or(0.0);
-                (entry, fusion.confidence(classifier, retrieval), classifier, retrieval, variant)
-            })
-            .collect();
-        scored.retain(|(entry, ..)| match entry {
+        // A class the classifiers all but rule out is only worth scoring if retrieval found it:
+        // comparing the query with every one of its variants costs more than the rest.
+        if let Some(scores) = &lexical {
+            candidates.extend(best_classes(scores, top).into_iter().map(|c| self.classes[c]));
+        }
+        let head = semantic.and_then(|(q, s)| s.probabilities(q));
+        // Without a head (very large packs), the nearest variants propose entries.
+        let all_cosines = semantic.filter(|_| head.is_none()).map(|(q, s)| s.all_variant_cosines(q));
+        if let Some(head) = &head {
+            candidates.extend(best_classes(head, top).into_iter().map(|c| self.classes[c]));
+        }
+        if let Some(cosines) = &all_cosines {
+            let mut best: HashMap<EntryRef, f32> = HashMap::new();
+            for (v, &c) in cosines.iter().enumerate() {
+                let slot = best.entry(self.variants[v].entry).or_insert(c);
+                *slot = slot.max(c);
+            }
+            let mut ranked: Vec<(EntryRef, f32)> = best.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+            candidates.extend(ranked.into_iter().take(top).map(|(e, _)| e));
+        }
+        candidates.sort_unstable_by_key(|e| match e {
+            EntryRef::Faq(i) => (0, *i),
+            EntryRef::Intent(i) => (1, *i),
+        });
+        candidates.dedup();
+        candidates.retain(|entry| match entry {
             EntryRef::Faq(i) => self.faq[*i].is_live(now),
             EntryRef::Intent(_) => true,
         });
+
+        let mut scored: Vec<(EntryRef, Signals, usize, f32)> = candidates
+            .into_iter()
+            .map(|entry| {
+                let (retrieval, mut variant) = match retrieved.get(&entry) {
+                    Some(&(score, v)) => (score, v),
+                    None => self.best_variant(entry, &weighted, query_norm),
+                };
+                let class = self.class_of.get(&entry).copied();
+                let classifier = lexical.as_ref().zip(class).map_or(0.0, |(s, c)| s[c]);
+                let (semantic, nearest) = match semantic {
+                    Some((q, index)) => {
+                        let (nearest, closest) =
+                            self.nearest_variant(entry, q, index, all_cosines.as_deref());
+                        // The variant shown is the one closest in meaning when words barely met.
+                        if retrieval < 0.3 {
+                            variant = closest;
+                        }
+                        (Some(head.as_ref().zip(class).map_or(0.0, |(h, c)| h[c])), Some(nearest))
+                    }
+                    None => (None, None),
+                };
+                let signals = Signals { classifier, retrieval, semantic, nearest };
+                (entry, signals, variant, fusion.confidence(&signals))
+            })
+            .collect();
         let text_of = |v: usize| self.variants[v].text.as_str();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| text_of(a.4).cmp(text_of(b.4))));
+        scored.sort_by(|a, b| b.3.total_cmp(&a.3).then_with(|| text_of(a.2).cmp(text_of(b.2))));
         scored.truncate(limit);
         // Only the hits kept need their question's text.
         scored
             .into_iter()
-            .map(|(entry, score, classifier, retrieval, v)| Hit {
+            .map(|(entry, s, v, score)| Hit {
                 entry,
                 score,
-                classifier,
-                retrieval,
+                classifier: s.classifier,
+                retrieval: s.retrieval,
+                semantic: s.semantic,
+                nearest: s.nearest,
                 matched: self.variants[v].text.clone(),
             })
             .collect()
+    }
+
+    /// The embedding cosine of the entry's nearest variant, and that variant.
+    fn nearest_variant(
+        &self,
+        entry: EntryRef,
+        query: &[f32],
+        index: &Semantic,
+        all: Option<&[f32]>,
+    ) -> (f32, usize) {
+        let variants = self.entry_variants.get(&entry).map(Vec::as_slice).unwrap_or_default();
+        let mut best = (f32::MIN, variants.first().copied().unwrap_or_default());
+        for &v in variants {
+            let c = all.and_then(|a| a.get(v).copied()).unwrap_or_else(|| index.variant_cosine(query, v));
+            if c > best.0 {
+                best = (c, v);
+            }
+        }
+        (best.0.max(0.0), best.1)
+    }
+
+    /// The texts the encoder embeds for this knowledge: every question variant (in order), the
+    /// FAQ answers (extra examples for the head) and the products' names.
+    pub fn semantic_texts(&self) -> SemanticTexts {
+        let variants = self.variants.iter().map(|v| v.text.clone()).collect();
+        let mut answers = Vec::new();
+        for (i, faq) in self.faq.iter().enumerate() {
+            let Some(&class) = self.class_of.get(&EntryRef::Faq(i)) else { continue };
+            for answer in faq.answer.iter().chain(&faq.answers) {
+                answers.extend(
+                    answer
+                        .variants()
+                        .into_iter()
+                        .filter(|a| !a.trim().is_empty())
+                        .map(|a| (class, a.to_owned())),
+                );
+            }
+        }
+        let products = self.catalog.products().iter().map(catalog::embedding_text).collect();
+        SemanticTexts { variants, answers, products }
+    }
+
+    /// Builds and attaches the semantic index from the vectors of [`Self::semantic_texts`] (in
+    /// [`SemanticTexts::all`] order). False when it was attached already or the vectors do not
+    /// fit. CPU work: call it off the async threads.
+    pub fn attach_semantic(&self, texts: &SemanticTexts, vectors: &[Vec<f32>]) -> bool {
+        if self.semantic.get().is_some() {
+            return false;
+        }
+        let variant_class: Vec<usize> = self.variants.iter().map(|v| self.class_of[&v.entry]).collect();
+        match Semantic::build(texts, vectors, &variant_class, self.classes.len()) {
+            Some(index) => self.semantic.set(index).is_ok(),
+            None => false,
+        }
+    }
+
+    /// The semantic index, once attached.
+    pub fn semantic(&self) -> Option<&Semantic> {
+        self.semantic.get()
+    }
+
+    /// Products whose names are closest in meaning to the message's embedding, best first.
+    pub fn products_near(&self, query: &[f32], limit: usize) -> Vec<(usize, f32)> {
+        let Some(index) = self.semantic.get() else { return Vec::new() };
+        let mut ranked: Vec<(usize, f32)> = index.product_cosines(query).into_iter().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(limit);
+        ranked
     }
 
     /// The cosine of the entry's best-matching variant, and that variant. Every entry has at
@@ -369,30 +507,37 @@ impl KnowledgeBase {
 
 /// Trains the classifier on every variant, one class per entry; `None` when there are fewer
 /// than two entries to tell apart.
-fn train(analyzer: &Analyzer, variants: &[Variant]) -> Option<Understanding> {
+fn train(
+    analyzer: &Analyzer,
+    variants: &[Variant],
+    class_of: &HashMap<EntryRef, usize>,
+    classes: usize,
+) -> Option<Understanding> {
     let raw: Vec<Vec<u64>> = variants.iter().map(|v| raw_features(analyzer, &v.text)).collect();
     let vocabulary = Vocabulary::fit(&raw);
-    let mut classes: Vec<EntryRef> = Vec::new();
-    let mut class_of: HashMap<EntryRef, usize> = HashMap::new();
-    let examples: Vec<_> = variants
-        .iter()
-        .zip(&raw)
-        .map(|(v, r)| {
-            let class = *class_of.entry(v.entry).or_insert_with(|| {
-                classes.push(v.entry);
-                classes.len() - 1
-            });
-            (vocabulary.vectorize(r), class)
-        })
-        .collect();
-    let model =
-        LinearModel::train(&examples, vocabulary.len(), classes.len(), TrainConfig::default()).ok()?;
-    Some(Understanding { vocabulary, model, classes, class_of })
+    let examples: Vec<_> =
+        variants.iter().zip(&raw).map(|(v, r)| (vocabulary.vectorize(r), class_of[&v.entry])).collect();
+    let model = LinearModel::train(&examples, vocabulary.len(), classes, TrainConfig::default()).ok()?;
+    Some(Understanding { vocabulary, model })
 }
 
-/// The least classifier probability for which a class that retrieval did not find is scored
-/// against its variants and can become a hit.
+/// The least probability for which a class that retrieval did not find is scored against its
+/// variants and can become a hit.
 const MIN_RESCORED_PROBABILITY: f32 = 0.01;
+
+/// The `top` classes with the highest probabilities, leaving out those under
+/// [`MIN_RESCORED_PROBABILITY`].
+fn best_classes(scores: &[f32], top: usize) -> Vec<usize> {
+    let mut ranked: Vec<usize> = (0..scores.len()).collect();
+    let top = top.min(ranked.len());
+    if top == 0 {
+        return Vec::new();
+    }
+    ranked.select_nth_unstable_by(top - 1, |a, b| scores[*b].total_cmp(&scores[*a]));
+    ranked.truncate(top);
+    ranked.retain(|&c| scores[c] >= MIN_RESCORED_PROBABILITY);
+    ranked
+}
 
 /// Sharpness of the softmax over decision values: SVM margins are about ±1, so a factor of 4
 /// separates a clear winner (probability near 1) from a flat field (near 1/classes).
@@ -479,7 +624,7 @@ mod tests {
     #[test]
     fn chinese_paraphrase_finds_the_return_shipping_faq() {
         let kb = demo();
-        let hits = kb.search("退货运费谁出", 3, &Fusion::default(), Millis::now());
+        let hits = kb.search("退货运费谁出", 3, &Fusion::default(), Millis::now(), None);
         assert_eq!(kb.entry_id(hits[0].entry), "return-shipping-fee", "{hits:?}");
     }
 
@@ -488,7 +633,7 @@ mod tests {
         let kb = demo();
         let answer = crate::config::TriageConfig::default().answer_threshold;
         for nasty in ["AND(", "\"unterminated", "*", "title:x OR", "[1 TO 2]", ""] {
-            let hits = kb.search(nasty, 3, &Fusion::default(), Millis::now());
+            let hits = kb.search(nasty, 3, &Fusion::default(), Millis::now(), None);
             for hit in &hits {
                 assert!((0.0..=1.0).contains(&hit.score), "{nasty:?}: {hit:?}");
             }

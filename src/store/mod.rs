@@ -598,3 +598,22 @@ pub struct Webhook {
     /// The HMAC-SHA256 key.
     pub secret: String,
 }
+
+/// The SHA-256 of an embedded text, as normalised for the encoder.
+pub type Digest = [u8; 32];
+
+/// Stored embeddings of pack texts, by model and text digest: a new pack version embeds only the
+/// texts it adds, and a restart embeds nothing.
+#[async_trait]
+pub trait Embeddings: Send + Sync {
+    /// The stored vector of each digest, in order (`None` where there is none).
+    async fn embeddings(&self, model: &str, digests: &[Digest]) -> Result<Vec<Option<Vec<f32>>>, StoreError>;
+
+    /// Stores vectors; a digest stored already keeps its vector.
+    async fn save_embeddings(
+        &self,
+        model: &str,
+        items: &[(Digest, Vec<f32>)],
+        at: Millis,
+    ) -> Result<(), StoreError>;
+}

@@ -2,11 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use mibot::config::Config;
+use mibot::config::{Config, EncoderConfig};
 use mibot::domain::Clock;
+use mibot::encoder::{Availability, Encoder, EncoderSlot};
+use mibot::library::Library;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -20,6 +23,7 @@ const FRAME_WAIT: Duration = Duration::from_secs(15);
 /// A running server.
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
+    pub(crate) library: Arc<Library>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -27,6 +31,31 @@ pub(crate) struct TestApp {
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where the tests' model is installed, once for every test and run: `target/mibot-model`.
+pub(crate) fn model_dir() -> PathBuf {
+    std::env::var_os("MIBOT_TEST_MODEL_DIR").map_or_else(|| repo().join("target/mibot-model"), PathBuf::from)
+}
+
+/// The encoder settings of the tests' shared encoder: a budget long enough that a test's message
+/// is never shed on a busy machine (the shedding test makes its own encoder).
+pub(crate) fn test_encoder_config() -> EncoderConfig {
+    EncoderConfig { model_dir: Some(model_dir()), budget_ms: 20_000, threads: 2, ..EncoderConfig::default() }
+}
+
+/// One encoder for every server a test binary starts: loading the model once, not per test.
+pub(crate) fn shared_encoder() -> EncoderSlot {
+    static ENCODER: OnceLock<EncoderSlot> = OnceLock::new();
+    ENCODER
+        .get_or_init(|| {
+            let config = test_encoder_config();
+            let encoder = Encoder::start(&config, &model_dir()).unwrap_or_else(|e| {
+                panic!("the test model in {} installs and loads: {e}", model_dir().display())
+            });
+            EncoderSlot::fixed(Availability::Ready(encoder))
+        })
+        .clone()
 }
 
 /// The test configuration: fixture stores, the repo's intents, data in `data_dir`.
@@ -38,6 +67,7 @@ pub(crate) fn test_config(data_dir: &Path) -> Config {
     config.content.knowledge_dir = repo().join("tests/fixtures/knowledge");
     config.chat.max_message_chars = 200;
     config.chat.max_frame_bytes = 4096;
+    config.encoder = test_encoder_config();
     // Agents are at work whenever the tests run.
     config.agents.business_hours = "00:00-24:00".into();
     config
@@ -58,15 +88,43 @@ pub(crate) async fn spawn_with(config: Config) -> TestApp {
 
 /// Starts a server whose "now" is `clock`.
 pub(crate) async fn spawn_with_clock(config: Config, clock: Clock) -> TestApp {
+    spawn_with_encoder(config, clock, shared_encoder()).await
+}
+
+/// Starts a server with its own encoder slot, and waits until every store it serves has its
+/// semantic index (when the encoder runs), so that answers do not change mid-test.
+pub(crate) async fn spawn_with_encoder(config: Config, clock: Clock, encoder: EncoderSlot) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut state = mibot::app::build_state(config).await.expect("app builds");
+    let mut state = mibot::app::build_state_with(config, encoder).await.expect("app builds");
     state.clock = clock;
+    let library = Arc::clone(&state.library);
+    wait_for_semantic(&library).await;
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(mibot::app::run(listener, state, async move {
         let _ = stopped.await;
     }));
-    TestApp { addr, stop: Some(stop), handle: Some(handle), _dir: None }
+    TestApp { addr, library, stop: Some(stop), handle: Some(handle), _dir: None }
+}
+
+/// Waits (up to two minutes) until every served store's knowledge has its semantic index, when
+/// the library's encoder runs.
+pub(crate) async fn wait_for_semantic(library: &Library) {
+    if library.encoder().get().is_none() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let stores = library.stores();
+        if stores.iter().all(|s| library.semantic_ready(s) == Some(true)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the stores' semantic indexes were not ready in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl TestApp {

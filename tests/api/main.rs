@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod browser;
 mod chat;
+mod encoder;
 mod eval_command;
 mod helpers;
 mod insight;

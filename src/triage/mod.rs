@@ -1,25 +1,33 @@
 //! Triage: the pure decision of what to do with a shopper's message.
 //!
 //! [`triage`] takes the message, the store's knowledge, the conversation's state, the
-//! thresholds and the time, and returns a [`Triaged`]: answer (from an intent, a FAQ entry or a
-//! product), clarify with suggestions, fall back, or hand over to a person, with a [`Trace`] of
-//! why. It does no I/O, so it is unit-tested directly and can be evaluated on datasets.
+//! thresholds, the time and, when the encoder gave one, the message's embedding, and returns a
+//! [`Triaged`]: answer (from an intent, a FAQ entry or a product), clarify with suggestions,
+//! fall back, or hand over to a person, with a [`Trace`] of why. It does no I/O, so it is
+//! unit-tested directly and can be evaluated on datasets.
 //!
 //! Order of precedence:
 //! 1. an intent rule that hands over or looks up an order (complaints first);
 //! 2. a product named in the message together with what is asked of it (price, a spec…);
-//! 3. a confident retrieval hit on a FAQ entry, clear of the runner-up: a specific answer beats
-//!    a generic one;
-//! 4. any other intent rule (greetings, generic return or shipping answers), then a confident
-//!    hit on an intent's examples;
+//! 3. a confident hit on a FAQ entry, clear of the runner-up: the store's own answer beats any
+//!    generic one;
+//! 4. a general topic (a routing intent's rule or a confident hit on its examples: shipping,
+//!    returns): the store's own entry on that topic when one is clearly best, else "which of
+//!    these?" among them; other intent rules (greetings, thanks), then a confident hit on an
+//!    intent's examples;
 //! 5. a question about "this product" when the chat has a product in context;
 //! 6. a product named alone: its summary;
 //! 7. close-but-unsure hits: "did you mean…" suggestions;
 //! 8. otherwise a fallback, or a handoff once fallbacks repeat.
+//!
+//! Steps 1–3 on lexical signals alone are *settled*: the session does not wait for the encoder
+//! for them (see [`Triaged::settled`]).
 
-use serde::{Deserialize, Serialize};
+mod trace;
 
-use crate::config::{Fusion, TriageConfig};
+pub use trace::{Contributions, SemanticUse, Signal, Trace};
+
+use crate::config::{Band, Fusion, TriageConfig};
 use crate::domain::{HandoffReason, Lang, Millis};
 use crate::intents::Action;
 use crate::knowledge::catalog::Asked;
@@ -70,59 +78,6 @@ pub enum Decision {
     },
 }
 
-/// Which signal decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Signal {
-    /// An intent's regex rule.
-    Rule,
-    /// Retrieval over questions and intent examples.
-    Retrieval,
-    /// The product catalog.
-    Catalog,
-    /// Nothing matched well enough.
-    None,
-}
-
-/// Why the bot said what it said.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Trace {
-    /// The deciding signal.
-    pub signal: Signal,
-    /// The rule that matched, for rule decisions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// The matched entry: a FAQ id, `intent:<name>` or `product:<sku>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matched: Option<String>,
-    /// The known question that matched best.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matched_question: Option<String>,
-    /// The best retrieval score (0 to 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub score: Option<f32>,
-    /// The runner-up entry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runner_up: Option<String>,
-    /// Best score minus the runner-up's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub margin: Option<f32>,
-    /// How each signal moved the best entry's confidence (before the sigmoid).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contributions: Option<Contributions>,
-}
-
-/// The terms of the fused confidence `σ(classifier + retrieval + bias)` for the best entry.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Contributions {
-    /// The classifier's weighted decision value.
-    pub classifier: f32,
-    /// The retrieval cosine, weighted.
-    pub retrieval: f32,
-    /// The constant term.
-    pub bias: f32,
-}
-
 /// A decision with its trace and the product the chat is now about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Triaged {
@@ -132,66 +87,91 @@ pub struct Triaged {
     pub trace: Trace,
     /// The product in context after this message.
     pub product: Option<String>,
+    /// A rule, a product's fields or a confident answer decided: the semantic signals would not
+    /// change it, so a lexical decision like this need not wait for the encoder.
+    pub settled: bool,
 }
 
-/// Decides what to do with `text`.
-pub fn triage(text: &str, kb: &KnowledgeBase, ctx: &ChatContext, cfg: &TriageConfig, now: Millis) -> Triaged {
+/// How many hits a routing intent looks through for the store's entries on its topics.
+const ROUTE_HITS: usize = 12;
+
+/// Decides what to do with `text`. `query` is the message's embedding; it is used when the
+/// store's knowledge has its semantic index, and the thresholds are then `cfg`'s own, else
+/// `cfg.lexical`'s.
+pub fn triage(
+    text: &str,
+    kb: &KnowledgeBase,
+    ctx: &ChatContext,
+    cfg: &TriageConfig,
+    now: Millis,
+    query: Option<&[f32]>,
+) -> Triaged {
+    let query = query.filter(|_| kb.semantic().is_some());
+    let band = cfg.band(query.is_some());
     let lang = Lang::detect(text);
     let catalog = kb.catalog();
     let named = catalog.mentioned(text);
     let context_product = ctx.product.as_deref().and_then(|sku| catalog.by_sku(sku));
     let product_after = named.or(context_product).map(|i| catalog.products()[i].sku.clone());
-    let done = |decision, trace| Triaged { decision, trace, product: product_after.clone() };
+    let done =
+        |decision, trace, settled| Triaged { decision, trace, product: product_after.clone(), settled };
 
     let rule = kb.intents().match_rules(text);
-    let rule_decision = rule.as_ref().map(|rule| {
-        let trace = Trace {
-            rule: Some(rule.rule.clone()),
-            matched: Some(format!("intent:{}", kb.intents().get(rule.intent).name)),
-            ..trace_for(kb, Signal::Rule, None, &cfg.fusion)
-        };
-        (intent_decision(kb, rule.intent, text, lang), trace)
-    });
-    let generic = rule.as_ref().is_some_and(|r| kb.intents().get(r.intent).action == Action::Reply);
-    if let Some((decision, trace)) = rule_decision.clone().filter(|_| !generic) {
-        return done(decision, trace);
+    let rule_trace = |rule: &crate::intents::RuleMatch| Trace {
+        rule: Some(rule.rule.clone()),
+        matched: Some(format!("intent:{}", kb.intents().get(rule.intent).name)),
+        ..trace_for(kb, Signal::Rule, None, band.fusion)
+    };
+    let deferred = |r: &crate::intents::RuleMatch| {
+        matches!(kb.intents().get(r.intent).action, Action::Reply | Action::Route)
+    };
+    if let Some(rule) = rule.as_ref().filter(|r| !deferred(r)) {
+        return done(intent_decision(kb, rule.intent, text, lang), rule_trace(rule), true);
     }
 
     let asked = catalog.asked(text);
     if let (Some(p), false) = (named, asked.is_empty()) {
-        return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p));
+        return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p), true);
     }
 
-    let hits = kb.search(text, cfg.max_suggestions.max(2) + 1, &cfg.fusion, now);
-    let trace = trace_for(kb, Signal::Retrieval, Some(&hits), &cfg.fusion);
-    let margin = margin(&hits);
-    let confident = hits.first().filter(|b| b.score >= cfg.answer_threshold && margin >= cfg.min_margin);
+    let hits = kb.search(text, cfg.max_suggestions.max(2) + 1, band.fusion, now, query);
+    let trace = trace_for(kb, Signal::Retrieval, Some(&hits), band.fusion);
+    let confident =
+        hits.first().filter(|b| b.score >= band.answer_threshold && margin(&hits) >= band.min_margin);
     if let Some(&Hit { entry: EntryRef::Faq(i), .. }) = confident {
-        let faq = &kb.faq()[i];
-        let answer = faq.answer_at(now).get(lang).to_owned();
-        let decision = Decision::Answer {
-            source: AnswerSource::Faq,
-            text: answer,
-            suggestions: Vec::new(),
-            notify: faq.notify,
-        };
-        return done(decision, trace);
+        return done(faq_answer(kb, i, lang, now), trace, true);
     }
-    if let Some((decision, trace)) = rule_decision {
-        return done(decision, trace);
+    if let Some(rule) = &rule {
+        let intent = kb.intents().get(rule.intent);
+        if intent.action == Action::Route {
+            let (decision, trace, settled) = route(kb, rule.intent, text, &band, cfg, lang, now, query);
+            return done(
+                decision,
+                Trace { rule: Some(rule.rule.clone()), signal: Signal::Rule, ..trace },
+                settled,
+            );
+        }
+        return done(intent_decision(kb, rule.intent, text, lang), rule_trace(rule), true);
     }
     if let Some(&Hit { entry: EntryRef::Intent(i), .. }) = confident {
-        return done(intent_decision(kb, i, text, lang), trace);
+        if kb.intents().get(i).action == Action::Route {
+            let (decision, trace, settled) = route(kb, i, text, &band, cfg, lang, now, query);
+            return done(decision, trace, settled);
+        }
+        return done(intent_decision(kb, i, text, lang), trace, true);
     }
 
     if let (Some(p), false) = (context_product, asked.is_empty()) {
-        return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p));
+        return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p), false);
     }
     if let Some(p) = named {
-        return done(product_answer(kb, p, &[], lang, now), product_trace(kb, p));
+        return done(product_answer(kb, p, &[], lang, now), product_trace(kb, p), false);
     }
     if !asked.is_empty() {
-        let products = kb.search_products(text, cfg.max_suggestions);
+        let products = match query {
+            Some(q) => kb.products_near(q, cfg.max_suggestions).into_iter().map(|(p, _)| p).collect(),
+            None => kb.search_products(text, cfg.max_suggestions),
+        };
         if !products.is_empty() {
             let label = catalog.label(asked[0], lang);
             let suggestions =
@@ -200,37 +180,108 @@ pub fn triage(text: &str, kb: &KnowledgeBase, ctx: &ChatContext, cfg: &TriageCon
                 Lang::Zh => "请问您想了解哪一款商品？".to_owned(),
                 Lang::En => "Which product do you mean?".to_owned(),
             };
-            return done(Decision::Clarify { text, suggestions }, Trace { signal: Signal::Catalog, ..trace });
+            return done(
+                Decision::Clarify { text, suggestions },
+                Trace { signal: Signal::Catalog, ..trace },
+                false,
+            );
         }
     }
 
     let suggestions: Vec<String> = hits
         .iter()
-        .filter(|h| h.score >= cfg.clarify_threshold)
+        .filter(|h| h.score >= band.clarify_threshold)
         .filter_map(|h| kb.suggestion(h.entry, lang))
         .take(cfg.max_suggestions)
         .collect();
     if !suggestions.is_empty() {
-        let text = match lang {
-            Lang::Zh => "您是不是想问：".to_owned(),
-            Lang::En => "Did you mean:".to_owned(),
-        };
-        return done(Decision::Clarify { text, suggestions }, trace);
+        return done(Decision::Clarify { text: did_you_mean(lang), suggestions }, trace, false);
     }
-
     let trace = Trace { signal: Signal::None, ..trace };
+    done(fallback(ctx, cfg, lang), trace, false)
+}
+
+fn did_you_mean(lang: Lang) -> String {
+    match lang {
+        Lang::Zh => "您是不是想问：".to_owned(),
+        Lang::En => "Did you mean:".to_owned(),
+    }
+}
+
+fn fallback(ctx: &ChatContext, cfg: &TriageConfig, lang: Lang) -> Decision {
     if ctx.consecutive_fallbacks + 1 >= cfg.fallbacks_before_handoff {
         let text = match lang {
             Lang::Zh => "抱歉没能帮到您，正在为您转接人工客服，请稍候。".to_owned(),
             Lang::En => "Sorry I couldn't help. I'm connecting you with a person; please hold on.".to_owned(),
         };
-        return done(Decision::Escalate { reason: HandoffReason::RepeatedFallback, text }, trace);
+        return Decision::Escalate { reason: HandoffReason::RepeatedFallback, text };
     }
     let text = match lang {
         Lang::Zh => "抱歉，这个问题我还不会回答。您可以换个说法，或输入“转人工”联系人工客服。".to_owned(),
         Lang::En => "Sorry, I don't know the answer to that yet. Try rephrasing it, or type \"agent\" to talk to a person.".to_owned(),
     };
-    done(Decision::Fallback { text }, trace)
+    Decision::Fallback { text }
+}
+
+fn faq_answer(kb: &KnowledgeBase, i: usize, lang: Lang, now: Millis) -> Decision {
+    let faq = &kb.faq()[i];
+    Decision::Answer {
+        source: AnswerSource::Faq,
+        text: faq.answer_at(now).get(lang).to_owned(),
+        suggestions: Vec::new(),
+        notify: faq.notify,
+    }
+}
+
+/// A general topic: the store's own entry on it when one is confidently best among them (the
+/// generic intent does not compete), else the intent's question with the topic's entries as
+/// suggestions. A store with no entry on the topic gets the intent's question alone.
+#[allow(clippy::too_many_arguments)]
+fn route(
+    kb: &KnowledgeBase,
+    intent: usize,
+    text: &str,
+    band: &Band<'_>,
+    cfg: &TriageConfig,
+    lang: Lang,
+    now: Millis,
+    query: Option<&[f32]>,
+) -> (Decision, Trace, bool) {
+    let topics = &kb.intents().get(intent).topics;
+    let on_topic = |i: usize| {
+        let faq = &kb.faq()[i];
+        faq.tags.iter().chain(&faq.category).any(|t| topics.iter().any(|topic| topic.eq_ignore_ascii_case(t)))
+    };
+    let hits: Vec<Hit> = kb
+        .search(text, ROUTE_HITS, band.fusion, now, query)
+        .into_iter()
+        .filter(|h| matches!(h.entry, EntryRef::Faq(i) if on_topic(i)))
+        .collect();
+    let routed_by = Some(format!("intent:{}", kb.intents().get(intent).name));
+    let trace = Trace { routed_by, ..trace_for(kb, Signal::Retrieval, Some(&hits), band.fusion) };
+    if let Some(&Hit { entry: EntryRef::Faq(i), score, .. }) = hits.first() {
+        if score >= band.answer_threshold && margin(&hits) >= band.min_margin {
+            return (faq_answer(kb, i, lang, now), trace, true);
+        }
+    }
+    let mut suggestions: Vec<String> = hits.iter().filter_map(|h| kb.suggestion(h.entry, lang)).collect();
+    // The topic's other entries, in the pack's order, when few matched.
+    for (i, _) in kb.faq().iter().enumerate().filter(|(i, f)| f.is_live(now) && on_topic(*i)) {
+        if suggestions.len() >= cfg.max_suggestions {
+            break;
+        }
+        if let Some(s) = kb.suggestion(EntryRef::Faq(i), lang).filter(|s| !suggestions.contains(s)) {
+            suggestions.push(s);
+        }
+    }
+    suggestions.truncate(cfg.max_suggestions);
+    let text = kb.intents().get(intent).response.get(lang).to_owned();
+    let decision = if suggestions.is_empty() {
+        Decision::Fallback { text }
+    } else {
+        Decision::Clarify { text, suggestions }
+    };
+    (decision, trace, false)
 }
 
 fn intent_decision(kb: &KnowledgeBase, index: usize, text: &str, lang: Lang) -> Decision {
@@ -238,7 +289,7 @@ fn intent_decision(kb: &KnowledgeBase, index: usize, text: &str, lang: Lang) -> 
     let reply = intent.response.get(lang).to_owned();
     match intent.action {
         Action::Handoff(reason) => Decision::Escalate { reason, text: reply },
-        Action::Reply => Decision::Answer {
+        Action::Reply | Action::Route => Decision::Answer {
             source: AnswerSource::Intent,
             text: reply,
             suggestions: Vec::new(),
@@ -283,10 +334,15 @@ fn margin(hits: &[Hit]) -> f32 {
 fn trace_for(kb: &KnowledgeBase, signal: Signal, hits: Option<&[Hit]>, fusion: &Fusion) -> Trace {
     let hits = hits.unwrap_or_default();
     Trace {
-        contributions: hits.first().map(|h| Contributions {
-            classifier: fusion.classifier_weight * h.classifier,
-            retrieval: fusion.retrieval_weight * h.retrieval,
-            bias: fusion.bias,
+        contributions: hits.first().map(|h| {
+            let [classifier, retrieval, semantic, nearest] = fusion.terms(&h.signals());
+            Contributions {
+                classifier,
+                retrieval,
+                semantic: h.semantic.map(|_| semantic),
+                nearest: h.nearest.map(|_| nearest),
+                bias: fusion.bias,
+            }
         }),
         signal,
         rule: None,
@@ -295,6 +351,8 @@ fn trace_for(kb: &KnowledgeBase, signal: Signal, hits: Option<&[Hit]>, fusion: &
         score: hits.first().map(|h| h.score),
         runner_up: hits.get(1).map(|h| kb.entry_id(h.entry)),
         margin: hits.first().map(|_| margin(hits)),
+        routed_by: None,
+        semantic: None,
     }
 }
 
@@ -346,7 +404,7 @@ mod tests {
     }
 
     fn decide(kb: &KnowledgeBase, text: &str, ctx: &ChatContext) -> Triaged {
-        triage(text, kb, ctx, &TriageConfig::default(), Millis(0))
+        triage(text, kb, ctx, &TriageConfig::default(), Millis(0), None)
     }
 
     #[test]
@@ -395,9 +453,10 @@ mod tests {
     fn middling_matches_clarify_and_nonsense_falls_back_then_escalates() {
         let kb = kb();
         // The bands, not a calibration: with a strict answer threshold a likely entry is offered.
-        let strict =
-            TriageConfig { answer_threshold: 0.99, clarify_threshold: 0.2, ..TriageConfig::default() };
-        let t = triage("发票", &kb, &ChatContext::default(), &strict, Millis(0));
+        let mut strict = TriageConfig::default();
+        strict.lexical.answer_threshold = 0.99;
+        strict.lexical.clarify_threshold = 0.2;
+        let t = triage("发票", &kb, &ChatContext::default(), &strict, Millis(0), None);
         let offered = matches!(t.decision, Decision::Clarify { ref suggestions, .. } if suggestions[0] == "怎么开发票？");
         assert!(offered, "{t:?}");
         let t = decide(&kb, "量子纠缠的原理", &ChatContext::default());

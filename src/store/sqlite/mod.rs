@@ -6,6 +6,8 @@
 //! commit that holds its write is synced. So durability costs one fsync per batch, not per
 //! message, and writers never contend for SQLite's lock. Reads use a small pool.
 
+mod embeddings;
+
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
@@ -80,13 +82,14 @@ fn migrator() -> Migrator {
         Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, sql.into_sql_str(), false)
     };
     Migrator::with_migrations(vec![
-        migration(1, "conversations", include_str!("../../migrations/sqlite/0001_conversations.sql")),
-        migration(2, "merchants", include_str!("../../migrations/sqlite/0002_merchants.sql")),
-        migration(3, "agents", include_str!("../../migrations/sqlite/0003_agents.sql")),
-        migration(4, "insight", include_str!("../../migrations/sqlite/0004_insight.sql")),
-        migration(5, "alerts", include_str!("../../migrations/sqlite/0005_alerts.sql")),
-        migration(6, "touch_trigger", include_str!("../../migrations/sqlite/0006_touch_trigger.sql")),
-        migration(7, "status_index", include_str!("../../migrations/sqlite/0007_status_index.sql")),
+        migration(1, "conversations", include_str!("../../../migrations/sqlite/0001_conversations.sql")),
+        migration(2, "merchants", include_str!("../../../migrations/sqlite/0002_merchants.sql")),
+        migration(3, "agents", include_str!("../../../migrations/sqlite/0003_agents.sql")),
+        migration(4, "insight", include_str!("../../../migrations/sqlite/0004_insight.sql")),
+        migration(5, "alerts", include_str!("../../../migrations/sqlite/0005_alerts.sql")),
+        migration(6, "touch_trigger", include_str!("../../../migrations/sqlite/0006_touch_trigger.sql")),
+        migration(7, "status_index", include_str!("../../../migrations/sqlite/0007_status_index.sql")),
+        migration(8, "embeddings", include_str!("../../../migrations/sqlite/0008_embeddings.sql")),
     ])
 }
 

@@ -7,9 +7,14 @@
 //! one `Arc`: a question already being answered finishes on the knowledge it started with, the
 //! next one sees the new version, and nothing ever sees a half-built index.
 //!
+//! Each new knowledge base gains its semantic index in the background ([`embedding`]): it serves
+//! on lexical signals at once, and with the encoder's signals once its texts are embedded.
+//!
 //! [`Library::sync`] brings the library in line with the database. It runs at start-up and then
 //! every `content.reload_seconds`, so a version activated by the CLI, or by another node sharing
 //! the database, is served without a restart.
+
+pub mod embedding;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,10 +24,11 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Millis, StoreId};
+use crate::encoder::{Availability, EncoderSlot};
 use crate::intents::IntentSet;
 use crate::knowledge::formats::Format;
 use crate::knowledge::{KnowledgeBase, KnowledgeError, Pack, PackError};
-use crate::store::{Merchants, NewPackVersion, PackVersion, StoreError};
+use crate::store::{Embeddings, Merchants, NewPackVersion, PackVersion, StoreError};
 use crate::text::Analyzer;
 
 /// A store's live knowledge and the version it was built from.
@@ -55,7 +61,6 @@ pub enum PublishError {
 }
 
 /// Every store's live knowledge.
-#[derive(Debug)]
 pub struct Library {
     shelves: RwLock<HashMap<StoreId, Shelf>>,
     intents: Arc<IntentSet>,
@@ -67,6 +72,10 @@ pub struct Library {
     /// Publishing, activating and syncing run one at a time, so versions are swapped in the
     /// order they were activated.
     changing: tokio::sync::Mutex<()>,
+    /// The sentence encoder, once it is running.
+    encoder: EncoderSlot,
+    /// Where pack texts' vectors are kept.
+    embeddings: Option<Arc<dyn Embeddings>>,
 }
 
 /// The content digest recorded with a version.
@@ -81,6 +90,12 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
         out
     })
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library").field("stores", &self.stores()).finish_non_exhaustive()
+    }
 }
 
 impl Library {
@@ -100,7 +115,38 @@ impl Library {
             index_root,
             merchants,
             changing: tokio::sync::Mutex::new(()),
+            encoder: EncoderSlot::fixed(Availability::Unavailable("no encoder for this library".into())),
+            embeddings: None,
         }
+    }
+
+    /// The library with the encoder (which may still be starting) and the embeddings' store:
+    /// every knowledge base it builds from now on gains its semantic index in the background.
+    pub fn with_encoder(mut self, encoder: EncoderSlot, embeddings: Arc<dyn Embeddings>) -> Self {
+        self.encoder = encoder;
+        self.embeddings = Some(embeddings);
+        self
+    }
+
+    /// The encoder, for the sessions to embed messages with.
+    pub fn encoder(&self) -> &EncoderSlot {
+        &self.encoder
+    }
+
+    /// The message's embedding for `knowledge`'s semantic signals (from the cache, or encoded
+    /// within the budget); `None` without an encoder, before the knowledge has its semantic
+    /// index, or when the encoder is too busy.
+    pub async fn message_vector(&self, knowledge: &KnowledgeBase, text: &str) -> Option<Arc<[f32]>> {
+        knowledge.semantic()?;
+        match self.encoder.get()?.query(text).await {
+            crate::encoder::Embedded::Encoded(v) | crate::encoder::Embedded::Cached(v) => Some(v),
+            crate::encoder::Embedded::Shed | crate::encoder::Embedded::Failed => None,
+        }
+    }
+
+    /// Whether the store's live knowledge has its semantic index (`None`: no such store).
+    pub fn semantic_ready(&self, store: &StoreId) -> Option<bool> {
+        self.get(store).map(|k| k.semantic().is_some())
     }
 
     /// The text analysis every store's knowledge uses.
@@ -130,7 +176,33 @@ impl Library {
     }
 
     fn put(&self, store: StoreId, shelf: Shelf) {
+        let knowledge = Arc::clone(&shelf.knowledge);
         self.shelves.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(store, shelf);
+        self.embed_in_background(knowledge);
+    }
+
+    /// Gives `knowledge` its semantic index once the encoder is ready, without holding anyone up.
+    fn embed_in_background(&self, knowledge: Arc<KnowledgeBase>) {
+        let Some(stored) = self.embeddings.clone() else { return };
+        let slot = self.encoder.clone();
+        tokio::spawn(async move {
+            let Availability::Ready(encoder) = slot.settled().await else { return };
+            let store = knowledge.store().clone();
+            match embedding::embed_knowledge(knowledge, &encoder, Some(stored.as_ref()), Millis::now()).await
+            {
+                Ok(done) => tracing::info!(
+                    store = %store,
+                    texts = done.texts,
+                    stored = done.stored,
+                    encoded = done.encoded,
+                    seconds = done.seconds,
+                    "semantic index ready"
+                ),
+                Err(error) => {
+                    tracing::warn!(store = %store, %error, "the semantic index was not built; answering on lexical signals")
+                }
+            }
+        });
     }
 
     /// Imports the packs of `knowledge_dir/<store>/` (TOML, as in the repository's `knowledge/`):
