@@ -255,6 +255,9 @@ pub struct LexicalBand {
     pub clarify_threshold: f32,
     /// The lead over the runner-up needed to answer.
     pub min_margin: f32,
+    /// A lexical answer at or above this confidence is final: the message does not wait for
+    /// the encoder. Set high: it is meant for the pack's own wording, not for paraphrases.
+    pub settle_threshold: f32,
     /// The fusion of the classifier and retrieval signals (the semantic weights are unused).
     pub fusion: Fusion,
 }
@@ -359,7 +362,13 @@ impl Default for Fusion {
 
 impl Default for LexicalBand {
     fn default() -> Self {
-        Self { answer_threshold: 0.6, clarify_threshold: 0.35, min_margin: 0.1, fusion: Fusion::default() }
+        Self {
+            answer_threshold: 0.6,
+            clarify_threshold: 0.35,
+            min_margin: 0.1,
+            settle_threshold: 0.9,
+            fusion: Fusion::default(),
+        }
     }
 }
 
@@ -520,7 +529,11 @@ impl TriageConfig {
             return Err("triage.clarify_threshold must not be above triage.answer_threshold".into());
         }
         let l = &t.lexical;
-        if !unit(l.answer_threshold) || !unit(l.clarify_threshold) || !unit(l.min_margin) {
+        if !unit(l.answer_threshold)
+            || !unit(l.clarify_threshold)
+            || !unit(l.min_margin)
+            || !unit(l.settle_threshold)
+        {
             return Err("triage.lexical thresholds and margin must be between 0 and 1".into());
         }
         if l.clarify_threshold > l.answer_threshold {

@@ -58,6 +58,9 @@ enum Command {
         /// Leave the sentence encoder out: lexical signals only.
         #[arg(long)]
         lexical: bool,
+        /// Print every test query not answered right to standard error.
+        #[arg(long)]
+        errors: bool,
     },
     /// Drive shopper load against a server on this machine and report throughput and latency.
     Bench {
@@ -84,6 +87,10 @@ enum Command {
         /// the server's memory per connection.
         #[arg(long, conflicts_with_all = ["echo", "rate"])]
         idle: bool,
+        /// Send these messages (one per line) instead of the built-in mix, cycled, each with a
+        /// counter appended so that none repeats: the encoder's cache never helps.
+        #[arg(long)]
+        messages: Option<PathBuf>,
     },
     /// The bench's reference ceiling: the chat protocol with no pipeline behind it.
     #[command(hide = true)]
@@ -255,14 +262,14 @@ async fn main() -> anyhow::Result<()> {
             let state = mibot::app::build_state(config).await?;
             mibot::app::run(listener, state, shutdown_signal()).await
         }
-        Command::Eval { train, store, test, val, shots, seed, oos_recall, lexical } => {
+        Command::Eval { train, store, test, val, shots, seed, oos_recall, lexical, errors } => {
             let source = match (train, store) {
                 (Some(train), _) => mibot::eval::Source::Train(train),
                 (None, Some(store)) => mibot::eval::Source::Store(store),
                 (None, None) => anyhow::bail!("give --train or --store"),
             };
             anyhow::ensure!((0.0..=1.0).contains(&oos_recall), "--oos-recall is a share, 0 to 1");
-            let options = mibot::eval::Options { test, val, shots, seed, oos_recall, lexical };
+            let options = mibot::eval::Options { test, val, shots, seed, oos_recall, lexical, errors };
             let report =
                 tokio::task::spawn_blocking(move || mibot::eval::run_files(&source, &options, &config))
                     .await??;
@@ -270,9 +277,32 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Bench { url, connections, seconds, rate, handoff_every, echo, idle } => {
+        Command::Bench { url, connections, seconds, rate, handoff_every, echo, idle, messages } => {
             let duration = std::time::Duration::from_secs_f64(seconds.max(0.1));
-            let plan = mibot::bench::Plan { url, connections, duration, rate, handoff_every, echo, idle };
+            let messages = match messages {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let lines: Vec<String> =
+                        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+                    anyhow::ensure!(!lines.is_empty(), "{} has no messages", path.display());
+                    Some(std::sync::Arc::new(lines))
+                }
+                None => None,
+            };
+            let model_dir = Some(mibot::encoder::model_dir(&config.encoder, &config.storage.data_dir))
+                .map(|d| std::path::absolute(&d).unwrap_or(d));
+            let plan = mibot::bench::Plan {
+                url,
+                connections,
+                duration,
+                rate,
+                handoff_every,
+                echo,
+                idle,
+                messages,
+                model_dir,
+            };
             let report = mibot::bench::run(&plan).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())

@@ -455,8 +455,17 @@ impl Session {
             consecutive_fallbacks: conversation.consecutive_fallbacks,
             product: conversation.product.clone(),
         };
-        let lexical = self.triage_blocking(&knowledge, &text, &ctx, now, None).await;
         let encoder = self.library.encoder().get();
+        // Seen before: one decision with the vector, no lexical pass first.
+        let cached =
+            encoder.as_ref().filter(|_| knowledge.semantic().is_some()).and_then(|e| e.cached_query(&text));
+        if let Some(vector) = cached {
+            let mut triaged = self.triage_blocking(&knowledge, &text, &ctx, now, Some(vector)).await;
+            triaged.trace.semantic = Some(SemanticUse::Cached);
+            self.metrics.semantic(SemanticUse::Cached.as_str());
+            return Ok(triaged);
+        }
+        let lexical = self.triage_blocking(&knowledge, &text, &ctx, now, None).await;
         let (used, vector) = match encoder {
             _ if lexical.settled => (SemanticUse::Skipped, None),
             None => (SemanticUse::Unavailable, None),

@@ -10,6 +10,8 @@
 pub mod echo;
 pub mod servers;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -48,6 +50,9 @@ pub struct Load {
     pub rate: Option<f64>,
     /// Every `handoff_every`-th conversation asks for a person after its first messages.
     pub handoff_every: usize,
+    /// Messages to send instead of the built-in mix, cycled, each with a counter appended so
+    /// that no message repeats (the encoder's cache never helps).
+    pub messages: Option<Arc<Vec<String>>>,
 }
 
 /// What a run measured.
@@ -75,6 +80,16 @@ pub struct Measured {
     pub p999_us: u64,
     /// Slowest reply.
     pub max_us: u64,
+    /// Replies by what the sentence encoder contributed (`trace.semantic`): `encoded`,
+    /// `cached`, `skipped` (settled without it), `shed`, `pending`, `unavailable`.
+    pub semantic: BTreeMap<String, u64>,
+    /// Shares of the replies, 0 to 1: decided with the semantic signal (encoded or cached),
+    /// from the cache, and shed. Shedding must not pass for speed.
+    pub semantic_share: f64,
+    /// See `semantic_share`.
+    pub cached_share: f64,
+    /// See `semantic_share`.
+    pub shed_share: f64,
 }
 
 /// A load that cannot be driven.
@@ -111,6 +126,10 @@ pub struct Plan {
     /// Instead of sending, open `connections` idle shopper connections (each says hello), hold
     /// them for `duration`, and report the server's memory per connection.
     pub idle: bool,
+    /// Messages to send instead of the built-in mix (see [`Load::messages`]).
+    pub messages: Option<Arc<Vec<String>>>,
+    /// The model directory the started server uses (so that it does not install its own).
+    pub model_dir: Option<std::path::PathBuf>,
 }
 
 /// Idle shopper connections, each with a conversation open.
@@ -165,7 +184,7 @@ async fn hold_idle(plan: &Plan) -> anyhow::Result<Value> {
         tokio::time::sleep(plan.duration).await;
         return Ok(json!({"idle_connections": idle.still_open().await, "failed": idle.failed}));
     }
-    let server = servers::Server::mibot("demo").await?;
+    let server = servers::Server::mibot("demo", plan.model_dir.as_deref()).await?;
     let before = process_usage(server.pid());
     let started = Instant::now();
     let mut idle = open_idle(&server.url, plan.connections).await?;
@@ -195,6 +214,7 @@ impl Plan {
             duration: self.duration,
             rate: self.rate,
             handoff_every: self.handoff_every,
+            messages: self.messages.clone(),
         }
     }
 }
@@ -208,7 +228,8 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Value> {
     if let Some(url) = &plan.url {
         return Ok(json!({ "mibot": drive(&plan.load(url.clone())).await? }));
     }
-    let server = servers::Server::mibot("demo").await?;
+    let server = servers::Server::mibot("demo", plan.model_dir.as_deref()).await?;
+    let readiness = server.readiness().await;
     let before = process_usage(server.pid());
     let started = Instant::now();
     let measured = drive(&plan.load(server.url.clone())).await?;
@@ -219,7 +240,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Value> {
     let mut report = json!({
         "mibot": measured,
         "server_rss_kib": after.map(|a| a.rss_kib),
+        "server_rss_kib_before_load": before.map(|b| b.rss_kib),
         "server_cpu_percent": cpu,
+        "server_ready": readiness,
     });
     if plan.echo {
         let echo_server = servers::Server::echo().await?;
@@ -253,6 +276,7 @@ struct Tally {
     handoffs: u64,
     errors: u64,
     held: bool,
+    semantic: BTreeMap<String, u64>,
 }
 
 /// Drives `load` and measures it.
@@ -283,11 +307,20 @@ pub async fn drive(load: &Load) -> Result<Measured, BenchError> {
         tally.replies += t.replies;
         tally.handoffs += t.handoffs;
         tally.errors += t.errors;
+        for (k, v) in t.semantic {
+            *tally.semantic.entry(k).or_default() += v;
+        }
         held += usize::from(t.held);
         let _ = histogram.add(&h);
     }
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let count = |k: &str| tally.semantic.get(k).copied().unwrap_or(0) as f64;
+    let share = |n: f64| n / (tally.replies.max(1) as f64);
     Ok(Measured {
+        semantic_share: share(count("encoded") + count("cached")),
+        cached_share: share(count("cached")),
+        shed_share: share(count("shed")),
+        semantic: tally.semantic.clone(),
         sent: tally.sent,
         replies: tally.replies,
         handoffs: tally.handoffs,
@@ -314,6 +347,7 @@ async fn shopper(
     let mut tally = Tally::default();
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut conversation = 0usize;
+    let mut sent_total = 0usize;
     // At a set rate the shoppers' sends are spread evenly over the interval, not all at once:
     // real shoppers do not type in step, and synchronized bursts would measure the burst.
     let phase = interval.map(|i| i.mul_f64(n as f64 / load.connections.max(1) as f64)).unwrap_or_default();
@@ -341,7 +375,15 @@ async fn shopper(
                 tokio::time::sleep_until(next_send.into()).await;
                 next_send += interval;
             }
-            let text = if asks_for_human && turn == 3 { "转人工" } else { MIX[(n + turn) % MIX.len()] };
+            let text = match &load.messages {
+                _ if asks_for_human && turn == 3 => "转人工".to_owned(),
+                // Never the same text twice: shopper n's k-th message ends in its own counter.
+                Some(lines) => {
+                    format!("{} {}", lines[(n * 7919 + sent_total) % lines.len()], n * 1_000_000 + sent_total)
+                }
+                None => MIX[(n + turn) % MIX.len()].to_owned(),
+            };
+            sent_total += 1;
             let id = format!("b{n}-{conversation}-{turn}");
             let sent_at = Instant::now();
             let frame = json!({"type": "message", "id": id, "text": text}).to_string();
@@ -351,7 +393,10 @@ async fn shopper(
             }
             tally.sent += 1;
             match await_reply(&mut socket, &id).await {
-                Some(kind) => {
+                Some((kind, semantic)) => {
+                    if let Some(semantic) = semantic {
+                        *tally.semantic.entry(semantic).or_default() += 1;
+                    }
                     let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
                     let _ = histogram.record(micros.max(1));
                     tally.replies += 1;
@@ -387,12 +432,16 @@ async fn open(url: &str) -> Option<Socket> {
     (welcome["type"] == "welcome").then_some(socket)
 }
 
-/// Waits for the reply to `id`; its `kind`, or `None` on an error frame, a close or a timeout.
-async fn await_reply(socket: &mut Socket, id: &str) -> Option<String> {
+/// Waits for the reply to `id`: its `kind` and its trace's `semantic`, or `None` on an error
+/// frame, a close or a timeout.
+async fn await_reply(socket: &mut Socket, id: &str) -> Option<(String, Option<String>)> {
     loop {
         let frame = next_json(socket).await?;
         match frame["type"].as_str() {
-            Some("reply") if frame["in_reply_to"] == id => return frame["kind"].as_str().map(str::to_owned),
+            Some("reply") if frame["in_reply_to"] == id => {
+                let semantic = frame["trace"]["semantic"].as_str().map(str::to_owned);
+                return frame["kind"].as_str().map(|k| (k.to_owned(), semantic));
+            }
             Some("error") => return None,
             _ => {}
         }

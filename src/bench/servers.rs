@@ -14,6 +14,7 @@ pub struct Server {
     /// Its chat URL.
     pub url: String,
     data_dir: Option<PathBuf>,
+    port: u16,
 }
 
 impl Server {
@@ -22,11 +23,16 @@ impl Server {
         self.child.id().unwrap_or_default()
     }
 
-    /// Starts `mibot serve` with a fresh data directory; chats go to `store`.
-    pub async fn mibot(store: &str) -> anyhow::Result<Self> {
+    /// Starts `mibot serve` with a fresh data directory (and the model in `model_dir`); chats
+    /// go to `store`.
+    pub async fn mibot(store: &str, model_dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let port = free_port()?;
         let data_dir = std::env::temp_dir().join(format!("mibot-bench-{}-{port}", std::process::id()));
-        let child = Command::new(std::env::current_exe()?)
+        let mut command = Command::new(std::env::current_exe()?);
+        if let Some(dir) = model_dir {
+            command.env("MIBOT_ENCODER__MODEL_DIR", dir);
+        }
+        let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(&data_dir)
             .env("RUST_LOG", "warn")
@@ -35,7 +41,7 @@ impl Server {
             .spawn()
             .context("starting mibot serve")?;
         let url = format!("ws://127.0.0.1:{port}/ws/chat?store={store}");
-        let server = Self { child, url, data_dir: Some(data_dir) };
+        let server = Self { child, url, data_dir: Some(data_dir), port };
         server.ready(port).await?;
         Ok(server)
     }
@@ -49,7 +55,8 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .context("starting the echo server")?;
-        let server = Self { child, url: format!("ws://127.0.0.1:{port}/ws/chat?store=echo"), data_dir: None };
+        let server =
+            Self { child, url: format!("ws://127.0.0.1:{port}/ws/chat?store=echo"), data_dir: None, port };
         server.ready(port).await?;
         Ok(server)
     }
@@ -65,6 +72,24 @@ impl Server {
         anyhow::bail!("the server on port {port} did not start within a minute")
     }
 
+    /// Waits (up to two minutes) until the server's `/readyz` says ready: the encoder running
+    /// and every store's semantic index built, or the encoder known to be unavailable. Returns
+    /// the last readiness report.
+    pub async fn readiness(&self) -> serde_json::Value {
+        let started = Instant::now();
+        let mut last = serde_json::Value::Null;
+        while started.elapsed() < Duration::from_secs(120) {
+            if let Some(report) = get_json(self.port, "/readyz").await {
+                if report["ready"] == true {
+                    return report;
+                }
+                last = report;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        last
+    }
+
     /// Stops the server and removes its data.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
@@ -78,4 +103,17 @@ fn free_port() -> anyhow::Result<u16> {
     // Bound and released at once; another process could take it in between, which on a test
     // machine's loopback is rare enough to retry by hand.
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `GET path` on the loopback port, as JSON (a plain HTTP/1.0 exchange: the bench has no HTTP
+/// client of its own).
+async fn get_json(port: u16, path: &str) -> Option<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&response);
+    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
 }

@@ -147,6 +147,7 @@ struct Inner {
     cache: Mutex<lru::LruCache<Box<str>, Arc<[f32]>>>,
     stats: Stats,
     budget: Duration,
+    threads: usize,
 }
 
 /// A running encoder: cheap to clone. The workers stop once the last clone is dropped.
@@ -226,6 +227,7 @@ impl Encoder {
             cache: Mutex::new(cache),
             stats: Stats::default(),
             budget: Duration::from_millis(config.budget_ms).min(pool::MAX_BUDGET),
+            threads,
         });
         let running = Arc::new(Running(Arc::clone(&inner)));
         for (n, session) in sessions.into_iter().enumerate() {
@@ -322,21 +324,21 @@ impl Encoder {
         self.inner.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned()
     }
 
+    /// The message's embedding when the cache has it (no waiting, nothing queued).
+    pub fn cached_query(&self, text: &str) -> Option<Arc<[f32]>> {
+        let vector = self.cached(&normalize(text))?;
+        self.inner.stats.cached.fetch_add(1, Ordering::Relaxed);
+        Some(vector)
+    }
+
     /// Embeds many texts (a pack's questions) at low priority: encoded only while no message
     /// waits. The vectors come back in the texts' order.
     pub async fn embed_many(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EncoderFailed> {
         let mut out = Vec::with_capacity(texts.len());
-        // A few chunks in flight keep every worker busy without queueing the whole pack.
         let mut pending = std::collections::VecDeque::new();
         let mut chunks = texts.chunks(WORK_CHUNK);
         loop {
-            while pending.len() < 4 {
-                let Some(chunk) = chunks.next() else { break };
-                let (reply, answer) = oneshot::channel();
-                let prepared = chunk.iter().map(|t| self.prepare(t)).collect();
-                self.inner.pool.submit_work(WorkJob { texts: prepared, reply });
-                pending.push_back(answer);
-            }
+            self.keep_in_flight(&mut chunks, &mut pending);
             let Some(next) = pending.pop_front() else { break };
             out.extend(next.await.map_err(|_| EncoderFailed)?.map_err(|_| EncoderFailed)?);
         }
@@ -346,13 +348,30 @@ impl Encoder {
     /// [`Encoder::embed_many`] for code that is not async (eval, the CLI).
     pub fn embed_many_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EncoderFailed> {
         let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(WORK_CHUNK * 4) {
+        let mut pending = std::collections::VecDeque::new();
+        let mut chunks = texts.chunks(WORK_CHUNK);
+        loop {
+            self.keep_in_flight(&mut chunks, &mut pending);
+            let Some(next) = pending.pop_front() else { break };
+            out.extend(next.blocking_recv().map_err(|_| EncoderFailed)?.map_err(|_| EncoderFailed)?);
+        }
+        Ok(out)
+    }
+
+    /// Queues chunks until a few per worker are in flight: every worker stays busy, and the
+    /// queue never holds a whole pack.
+    fn keep_in_flight(
+        &self,
+        chunks: &mut std::slice::Chunks<'_, String>,
+        pending: &mut std::collections::VecDeque<oneshot::Receiver<Result<Vec<Vec<f32>>, Refused>>>,
+    ) {
+        while pending.len() < 2 * self.inner.threads {
+            let Some(chunk) = chunks.next() else { break };
             let (reply, answer) = oneshot::channel();
             let prepared = chunk.iter().map(|t| self.prepare(t)).collect();
             self.inner.pool.submit_work(WorkJob { texts: prepared, reply });
-            out.extend(answer.blocking_recv().map_err(|_| EncoderFailed)?.map_err(|_| EncoderFailed)?);
+            pending.push_back(answer);
         }
-        Ok(out)
     }
 
     /// Stops the workers after the work queued so far; later requests are refused.

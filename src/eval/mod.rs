@@ -114,6 +114,8 @@ pub struct Options {
     pub oos_recall: f64,
     /// Leave the encoder out.
     pub lexical: bool,
+    /// Print every test query not answered right to standard error.
+    pub errors: bool,
 }
 
 impl Report {
@@ -171,8 +173,15 @@ pub fn run_files(source: &Source, options: &Options, config: &Config) -> anyhow:
                 .with_context(|| format!("starting the encoder from {}", dir.display()))?,
         )
     };
-    let mut report =
-        evaluate(&kb, encoder.as_ref(), &test, val.as_deref(), &config.triage, options.oos_recall)?;
+    let mut report = evaluate(
+        &kb,
+        encoder.as_ref(),
+        &test,
+        val.as_deref(),
+        &config.triage,
+        options.oos_recall,
+        options.errors,
+    )?;
     report.train_seconds = train_seconds;
     report.shots = options.shots;
     Ok(report)
@@ -304,6 +313,7 @@ pub fn evaluate(
     val: Option<&[Example]>,
     base: &TriageConfig,
     target_oos: f64,
+    show_errors: bool,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let embed = |examples: &[Example]| -> anyhow::Result<Option<Vec<Vec<f32>>>> {
@@ -350,6 +360,9 @@ pub fn evaluate(
         };
         latencies.push(started.elapsed().as_secs_f64() * 1e6);
         settled += usize::from(lexical.settled);
+        if show_errors {
+            print_error(ex, &triaged, lexical.settled);
+        }
         served.add(ex, &triaged);
         lexical_only.add(ex, &lexical);
     }
@@ -374,6 +387,40 @@ pub fn evaluate(
     })
 }
 
+/// Whether the bot acted on its best entry: answered it, or handed over because an intent
+/// asked for that (a person, a complaint), not because it could not answer.
+fn acted(triaged: &crate::triage::Triaged) -> bool {
+    match &triaged.decision {
+        Decision::Answer { .. } => true,
+        Decision::Escalate { reason, .. } => *reason != crate::domain::HandoffReason::RepeatedFallback,
+        Decision::Clarify { .. } | Decision::Fallback { .. } => false,
+    }
+}
+
+/// One line on standard error for a query not answered right: what it should have been, what it
+/// was, and how.
+fn print_error(ex: &Example, triaged: &crate::triage::Triaged, settled: bool) {
+    let kind = match triaged.decision {
+        Decision::Answer { .. } => "answer",
+        Decision::Clarify { .. } => "clarify",
+        Decision::Fallback { .. } => "fallback",
+        Decision::Escalate { .. } => "handoff",
+    };
+    let best = triaged.trace.matched.as_deref().unwrap_or("-");
+    let right = if ex.intent == OUT_OF_SCOPE { !acted(triaged) } else { acted(triaged) && best == ex.intent };
+    if !right {
+        eprintln!(
+            "{:<28} {:<8} {:<28} {:.2}{} {}",
+            ex.intent,
+            kind,
+            best,
+            triaged.trace.score.unwrap_or(0.0),
+            if settled { " settled" } else { "" },
+            ex.text
+        );
+    }
+}
+
 /// Counts of one way of deciding.
 #[derive(Default)]
 struct Tally {
@@ -389,7 +436,7 @@ struct Tally {
 impl Tally {
     fn add(&mut self, ex: &Example, triaged: &crate::triage::Triaged) {
         let best = triaged.trace.matched.clone().unwrap_or_default();
-        let answered = matches!(triaged.decision, Decision::Answer { .. });
+        let answered = acted(triaged);
         self.clarified += usize::from(matches!(triaged.decision, Decision::Clarify { .. }));
         if ex.intent == OUT_OF_SCOPE {
             self.oos += 1;

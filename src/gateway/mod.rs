@@ -4,7 +4,8 @@
 //! `GET /ws/agent` to the agents' protocol ([`crate::escalation::wire`]);
 //! `/api/v1/…` is the merchant API ([`merchant`], described by `/api/v1/openapi.json`);
 //! `/console`, `/widget.js` and `/chat-demo` are the web pages ([`pages`]);
-//! `GET /healthz` answers when the server is up. Errors become `error` frames or JSON error
+//! `GET /healthz` answers when the server is up; `GET /readyz` says whether the encoder and
+//! every store's semantic index are ready. Errors become `error` frames or JSON error
 //! bodies here, and only here; shoppers and merchants never see internals.
 
 mod agent;
@@ -59,11 +60,43 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/chat", get(chat::upgrade))
         .route("/ws/agent", get(agent::upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
         .merge(merchant::routes(&state))
         .merge(pages::routes())
         .merge(agent::routes())
         .with_state(state)
+}
+
+/// Whether the server serves everything it will: every store loaded, and the encoder either
+/// running with every store's semantic index built, or known to be unavailable.
+async fn readiness(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    use crate::encoder::Availability;
+    let (encoder, detail) = match state.library.encoder().availability() {
+        Availability::Starting => ("starting", None),
+        Availability::Ready(_) => ("ready", None),
+        Availability::Unavailable(why) => ("unavailable", Some(why)),
+    };
+    let mut stores = serde_json::Map::new();
+    let mut ready = encoder != "starting";
+    for store in state.library.stores() {
+        let semantic = match (encoder, state.library.semantic_ready(&store)) {
+            ("ready", Some(true)) => "ready",
+            ("unavailable", _) => "off",
+            _ => {
+                ready = false;
+                "pending"
+            }
+        };
+        let version = state.library.shelf(&store).and_then(|s| s.version);
+        stores
+            .insert(store.as_str().to_owned(), serde_json::json!({"version": version, "semantic": semantic}));
+    }
+    axum::Json(
+        serde_json::json!({"ready": ready, "encoder": encoder, "encoder_detail": detail, "stores": stores}),
+    )
 }
 
 /// The Prometheus text exposition.

@@ -100,10 +100,15 @@ impl<T: Copy> Matcher<T> {
 
     /// Values of phrases found in `text` at word boundaries, in order of appearance.
     fn find(&self, text: &str) -> Vec<T> {
+        self.spans(text).into_iter().map(|(_, _, v)| v).collect()
+    }
+
+    /// The phrases found, as byte spans of `text` with their values.
+    fn spans(&self, text: &str) -> Vec<(usize, usize, T)> {
         self.automaton
             .find_iter(text)
             .filter(|m| at_word_boundary(text, m.start(), m.end()))
-            .map(|m| self.values[m.pattern().as_usize()])
+            .map(|m| (m.start(), m.end(), self.values[m.pattern().as_usize()]))
             .collect()
     }
 }
@@ -178,6 +183,23 @@ impl Catalog {
     /// The first product named in `text` (longest name wins).
     pub fn mentioned(&self, text: &str) -> Option<usize> {
         self.names.find(&normalize(text)).into_iter().next()
+    }
+
+    /// How much `text` says besides naming products: its Han characters and Latin words outside
+    /// the product names. "X1" and "X1 呢" say nothing else; "X1 今天下单能发货吗" does.
+    pub fn beyond_names(&self, text: &str) -> usize {
+        let text = normalize(text);
+        let mut rest = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end, _) in self.names.spans(&text) {
+            rest.push_str(&text[at..start]);
+            rest.push(' ');
+            at = end;
+        }
+        rest.push_str(&text[at..]);
+        let han = rest.chars().filter(|c| matches!(*c as u32, 0x3400..=0x9fff | 0xf900..=0xfaff)).count();
+        let words = rest.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()).count();
+        han + words
     }
 
     /// What `text` asks about a product, each thing once, in order.

@@ -26,7 +26,11 @@ pub(super) enum DocKind {
 
 /// A built, searchable index.
 pub(crate) struct SearchIndex {
-    reader: IndexReader,
+    /// The index never changes once built, so one searcher serves every query.
+    searcher: tantivy::Searcher,
+    /// Each segment's documents' keys, read once: looking a column up per hit cost more than
+    /// the search itself.
+    keys: Vec<Vec<u64>>,
     /// The text field of each kind: a query on one field only reaches documents of that kind,
     /// with no filter to intersect.
     fields: [Field; 2],
@@ -34,7 +38,7 @@ pub(crate) struct SearchIndex {
 
 impl std::fmt::Debug for SearchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SearchIndex").field("docs", &self.reader.searcher().num_docs()).finish()
+        f.debug_struct("SearchIndex").field("docs", &self.searcher.num_docs()).finish()
     }
 }
 
@@ -89,8 +93,17 @@ impl SearchIndex {
             }
         };
         index.tokenizers().register(TOKENIZER_NAME, analyzer.tantivy_analyzer());
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { reader, fields })
+        let reader: IndexReader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let searcher = reader.searcher();
+        let keys = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| {
+                let column = segment.fast_fields().u64("key")?;
+                Ok((0..segment.max_doc()).map(|doc| column.first(doc).unwrap_or(u64::MAX)).collect())
+            })
+            .collect::<tantivy::Result<Vec<Vec<u64>>>>()?;
+        Ok(Self { searcher, keys, fields })
     }
 
     /// Up to `limit` documents of `kind` sharing terms with the query, best BM25 first, as
@@ -117,16 +130,14 @@ impl SearchIndex {
             return Ok(Vec::new());
         }
         let query = BooleanQuery::new(should);
-        let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
-        let mut keys = Vec::with_capacity(top.len());
-        for (_score, address) in top {
-            let column = searcher.segment_reader(address.segment_ord).fast_fields().u64("key")?;
-            if let Some(k) = column.first(address.doc_id) {
-                keys.push(k);
-            }
-        }
-        Ok(keys)
+        let top = self.searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        Ok(top
+            .into_iter()
+            .filter_map(|(_, address)| {
+                self.keys.get(address.segment_ord as usize)?.get(address.doc_id as usize).copied()
+            })
+            .filter(|&k| k != u64::MAX)
+            .collect())
     }
 }
 

@@ -167,7 +167,11 @@ impl KnowledgeBase {
                 texts.push((EntryRef::Faq(i), q.to_owned()));
             }
         }
-        for (i, intent) in intents.intents().iter().enumerate() {
+        // A routing intent's examples are not an answer: its rules send a message to the store's
+        // own entries on the topic, which then compete on their own questions.
+        for (i, intent) in
+            intents.intents().iter().enumerate().filter(|(_, i)| i.action != crate::intents::Action::Route)
+        {
             texts.extend(intent.examples.iter().map(|e| (EntryRef::Intent(i), e.clone())));
         }
         let product_texts: Vec<String> = pack.products.iter().map(catalog::index_text).collect();

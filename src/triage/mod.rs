@@ -95,6 +95,10 @@ pub struct Triaged {
 /// How many hits a routing intent looks through for the store's entries on its topics.
 const ROUTE_HITS: usize = 12;
 
+/// How much a message may say besides a product's name (Han characters and Latin words) to be
+/// about the product itself.
+const NAMED_ALONE: usize = 4;
+
 /// Decides what to do with `text`. `query` is the message's embedding; it is used when the
 /// store's knowledge has its semantic index, and the thresholds are then `cfg`'s own, else
 /// `cfg.lexical`'s.
@@ -138,8 +142,11 @@ pub fn triage(
     let trace = trace_for(kb, Signal::Retrieval, Some(&hits), band.fusion);
     let confident =
         hits.first().filter(|b| b.score >= band.answer_threshold && margin(&hits) >= band.min_margin);
-    if let Some(&Hit { entry: EntryRef::Faq(i), .. }) = confident {
-        return done(faq_answer(kb, i, lang, now), trace, true);
+    // Confident on lexical signals alone is final only when very confident: paraphrases that
+    // share a few words with a question score in between and are worth the encoder's look.
+    let settles = |hit: &Hit| query.is_some() || hit.score >= cfg.lexical.settle_threshold;
+    if let Some(hit @ &Hit { entry: EntryRef::Faq(i), .. }) = confident {
+        return done(faq_answer(kb, i, lang, now), trace, settles(hit));
     }
     if let Some(rule) = &rule {
         let intent = kb.intents().get(rule.intent);
@@ -153,18 +160,21 @@ pub fn triage(
         }
         return done(intent_decision(kb, rule.intent, text, lang), rule_trace(rule), true);
     }
-    if let Some(&Hit { entry: EntryRef::Intent(i), .. }) = confident {
+    if let Some(hit @ &Hit { entry: EntryRef::Intent(i), .. }) = confident {
         if kb.intents().get(i).action == Action::Route {
             let (decision, trace, settled) = route(kb, i, text, &band, cfg, lang, now, query);
             return done(decision, trace, settled);
         }
-        return done(intent_decision(kb, i, text, lang), trace, true);
+        return done(intent_decision(kb, i, text, lang), trace, settles(hit));
     }
 
     if let (Some(p), false) = (context_product, asked.is_empty()) {
         return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p), false);
     }
-    if let Some(p) = named {
+    // A product named with little else ("X1", "介绍下X1") gets its summary; a question that
+    // names one in passing ("X1 报销要票吗") is about something else, so the store's entries
+    // are offered first and the summary only when none comes close.
+    if let Some(p) = named.filter(|_| catalog.beyond_names(text) <= NAMED_ALONE) {
         return done(product_answer(kb, p, &[], lang, now), product_trace(kb, p), false);
     }
     if !asked.is_empty() {
@@ -196,6 +206,9 @@ pub fn triage(
         .collect();
     if !suggestions.is_empty() {
         return done(Decision::Clarify { text: did_you_mean(lang), suggestions }, trace, false);
+    }
+    if let Some(p) = named {
+        return done(product_answer(kb, p, &[], lang, now), product_trace(kb, p), false);
     }
     let trace = Trace { signal: Signal::None, ..trace };
     done(fallback(ctx, cfg, lang), trace, false)
@@ -261,7 +274,8 @@ fn route(
     let trace = Trace { routed_by, ..trace_for(kb, Signal::Retrieval, Some(&hits), band.fusion) };
     if let Some(&Hit { entry: EntryRef::Faq(i), score, .. }) = hits.first() {
         if score >= band.answer_threshold && margin(&hits) >= band.min_margin {
-            return (faq_answer(kb, i, lang, now), trace, true);
+            let settled = query.is_some() || score >= cfg.lexical.settle_threshold;
+            return (faq_answer(kb, i, lang, now), trace, settled);
         }
     }
     let mut suggestions: Vec<String> = hits.iter().filter_map(|h| kb.suggestion(h.entry, lang)).collect();

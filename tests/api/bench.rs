@@ -15,7 +15,7 @@ fn load(
     handoff_every: usize,
 ) -> Load {
     let url = format!("ws://{}/ws/chat?store=shop", app.addr);
-    Load { url, connections, duration, rate, handoff_every }
+    Load { url, connections, duration, rate, handoff_every, messages: None }
 }
 
 #[tokio::test]
