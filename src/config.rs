@@ -349,13 +349,15 @@ impl Fusion {
 }
 
 impl Default for Fusion {
+    /// Fitted by `mibot eval --store demo --val` on the demo store's labelled queries (see
+    /// docs/quality.md).
     fn default() -> Self {
         Self {
-            classifier_weight: 6.0,
-            retrieval_weight: 2.0,
-            semantic_weight: 0.0,
-            nearest_weight: 0.0,
-            bias: -3.5,
+            classifier_weight: 6.97,
+            retrieval_weight: 0.18,
+            semantic_weight: 26.4,
+            nearest_weight: 17.6,
+            bias: -19.5,
         }
     }
 }
@@ -363,11 +365,17 @@ impl Default for Fusion {
 impl Default for LexicalBand {
     fn default() -> Self {
         Self {
-            answer_threshold: 0.6,
-            clarify_threshold: 0.35,
-            min_margin: 0.1,
-            settle_threshold: 0.9,
-            fusion: Fusion::default(),
+            answer_threshold: 0.3,
+            clarify_threshold: 0.3,
+            min_margin: 0.14,
+            settle_threshold: 0.99,
+            fusion: Fusion {
+                classifier_weight: 13.1,
+                retrieval_weight: 0.71,
+                semantic_weight: 0.0,
+                nearest_weight: 0.0,
+                bias: -2.79,
+            },
         }
     }
 }
@@ -445,9 +453,9 @@ impl Default for ChatConfig {
 impl Default for TriageConfig {
     fn default() -> Self {
         Self {
-            answer_threshold: 0.6,
-            clarify_threshold: 0.35,
-            min_margin: 0.1,
+            answer_threshold: 0.47,
+            clarify_threshold: 0.15,
+            min_margin: 0.18,
             max_suggestions: 3,
             fallbacks_before_handoff: 2,
             fusion: Fusion::default(),

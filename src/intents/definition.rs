@@ -54,6 +54,8 @@ pub enum ActionKind {
     /// A general topic (shipping, returns): answer with the store's own FAQ entry on it, or ask
     /// which of them the shopper means. The response is that question; it states no policy.
     Route,
+    /// Nothing a shop answers (the weather, homework): fall back with the response.
+    Decline,
 }
 
 /// What an intent does when recognised.
@@ -67,6 +69,8 @@ pub enum Action {
     OrderStatus,
     /// Answer from the store's FAQ entries on the intent's topics, or ask which one.
     Route,
+    /// Say the response as a fallback: the message is out of any shop's scope.
+    Decline,
 }
 
 impl Action {
@@ -78,6 +82,7 @@ impl Action {
             Action::OrderStatus => 2,
             Action::Route => 3,
             Action::Reply => 4,
+            Action::Decline => 5,
         }
     }
 }
@@ -103,6 +108,7 @@ impl IntentFile {
             (ActionKind::Reply, None) => Action::Reply,
             (ActionKind::OrderStatus, None) => Action::OrderStatus,
             (ActionKind::Route, None) => Action::Route,
+            (ActionKind::Decline, None) => Action::Decline,
         };
         let topics: Vec<String> =
             self.topics.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();

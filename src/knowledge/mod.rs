@@ -33,6 +33,7 @@ use classifier::{LinearModel, TrainConfig};
 use features::{Vocabulary, raw_features};
 
 use crate::config::{Fusion, Signals};
+use crate::intents::Action;
 use crate::domain::{Lang, Millis, StoreId};
 use crate::intents::IntentSet;
 use crate::text::Analyzer;
@@ -128,6 +129,8 @@ pub struct KnowledgeBase {
     classes: Vec<EntryRef>,
     /// The class of each entry.
     class_of: HashMap<EntryRef, usize>,
+    /// The out-of-scope intent's examples (variant indices).
+    declined: Vec<usize>,
     /// Built once the texts are embedded; until then only lexical signals answer.
     semantic: OnceLock<Semantic>,
     vocab: HashMap<String, u32>,
@@ -207,9 +210,13 @@ impl KnowledgeBase {
         for (i, v) in variants.iter().enumerate() {
             entry_variants.entry(v.entry).or_default().push(i);
         }
+        // The out-of-scope examples are not an entry to answer: only what "none of these" looks
+        // like, checked on meaning (see `declined`).
+        let declining = |e: EntryRef| matches!(e, EntryRef::Intent(i) if intents.get(i).action == Action::Decline);
+        let declined: Vec<usize> = (0..variants.len()).filter(|&v| declining(variants[v].entry)).collect();
         let mut classes: Vec<EntryRef> = Vec::new();
         let mut class_of: HashMap<EntryRef, usize> = HashMap::new();
-        for v in &variants {
+        for v in variants.iter().filter(|v| !declining(v.entry)) {
             class_of.entry(v.entry).or_insert_with(|| {
                 classes.push(v.entry);
                 classes.len() - 1
@@ -238,6 +245,7 @@ impl KnowledgeBase {
             understanding,
             classes,
             class_of,
+            declined,
             semantic: OnceLock::new(),
             vocab,
             idf,
@@ -341,7 +349,7 @@ impl KnowledgeBase {
         candidates.dedup();
         candidates.retain(|entry| match entry {
             EntryRef::Faq(i) => self.faq[*i].is_live(now),
-            EntryRef::Intent(_) => true,
+            EntryRef::Intent(_) => self.class_of.contains_key(entry),
         });
 
         let mut scored: Vec<(EntryRef, Signals, usize, f32)> = candidates
@@ -434,11 +442,29 @@ impl KnowledgeBase {
         if self.semantic.get().is_some() {
             return false;
         }
-        let variant_class: Vec<usize> = self.variants.iter().map(|v| self.class_of[&v.entry]).collect();
+        // The head learns the store's own entries. Intents (greetings, complaints, order
+        // questions) are generic: their examples near half of any store's questions in meaning,
+        // so they are reached by their rules and their words, not by the head.
+        let variant_class: Vec<Option<usize>> = self
+            .variants
+            .iter()
+            .map(|v| matches!(v.entry, EntryRef::Faq(_)).then(|| self.class_of[&v.entry]))
+            .collect();
         match Semantic::build(texts, vectors, &variant_class, self.classes.len()) {
             Some(index) => self.semantic.set(index).is_ok(),
             None => false,
         }
+    }
+
+    /// How close `query` is in meaning to what no shop answers (the out-of-scope intent's
+    /// examples): the cosine of the nearest one, or `None` without them.
+    pub fn declined(&self, query: &[f32]) -> Option<(f32, usize)> {
+        let index = self.semantic.get()?;
+        self.declined
+            .iter()
+            .map(|&v| (index.variant_cosine(query, v), v))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(c, v)| (c, match self.variants[v].entry { EntryRef::Intent(i) => i, EntryRef::Faq(_) => 0 }))
     }
 
     /// The semantic index, once attached.
@@ -519,8 +545,11 @@ fn train(
 ) -> Option<Understanding> {
     let raw: Vec<Vec<u64>> = variants.iter().map(|v| raw_features(analyzer, &v.text)).collect();
     let vocabulary = Vocabulary::fit(&raw);
-    let examples: Vec<_> =
-        variants.iter().zip(&raw).map(|(v, r)| (vocabulary.vectorize(r), class_of[&v.entry])).collect();
+    let examples: Vec<_> = variants
+        .iter()
+        .zip(&raw)
+        .filter_map(|(v, r)| Some((vocabulary.vectorize(r), *class_of.get(&v.entry)?)))
+        .collect();
     let model = LinearModel::train(&examples, vocabulary.len(), classes, TrainConfig::default()).ok()?;
     Some(Understanding { vocabulary, model })
 }

@@ -59,11 +59,12 @@ pub const MAX_HEAD_CLASSES: usize = 4000;
 
 impl Semantic {
     /// Builds the index from the texts' vectors (`vectors` in [`SemanticTexts::all`] order) and
-    /// each variant's class; trains the head when there are two to [`MAX_HEAD_CLASSES`] classes.
+    /// each variant's class (`None`: the variant is not a head example); trains the head when
+    /// there are two to [`MAX_HEAD_CLASSES`] classes.
     pub fn build(
         texts: &SemanticTexts,
         vectors: &[Vec<f32>],
-        variant_class: &[usize],
+        variant_class: &[Option<usize>],
         classes: usize,
     ) -> Option<Self> {
         let dim = vectors.first().map(Vec::len)?;
@@ -78,7 +79,7 @@ impl Semantic {
         let (answers, products) = rest.split_at(texts.answers.len());
         let head = (2..=MAX_HEAD_CLASSES).contains(&classes).then(|| {
             let mut examples: Vec<(&[f32], usize)> =
-                variants.iter().zip(variant_class).map(|(v, &c)| (v.as_slice(), c)).collect();
+                variants.iter().zip(variant_class).filter_map(|(v, &c)| Some((v.as_slice(), c?))).collect();
             examples.extend(answers.iter().zip(&texts.answers).map(|(v, (c, _))| (v.as_slice(), *c)));
             Head::train(&examples, dim, classes)
         });
@@ -277,6 +278,7 @@ mod tests {
                 classes.push(c);
             }
         }
+        let classes: Vec<Option<usize>> = classes.into_iter().map(Some).collect();
         let semantic = Semantic::build(&texts, &vectors, &classes, 3).unwrap();
         assert!(semantic.has_head());
         for (c, centre) in centres.iter().enumerate() {
@@ -292,7 +294,7 @@ mod tests {
     #[test]
     fn mismatched_vectors_build_nothing() {
         let texts = SemanticTexts { variants: vec!["a".into(), "b".into()], ..SemanticTexts::default() };
-        assert!(Semantic::build(&texts, &[vec![1.0, 0.0]], &[0, 1], 2).is_none());
-        assert!(Semantic::build(&texts, &[vec![1.0, 0.0], vec![1.0]], &[0, 1], 2).is_none());
+        assert!(Semantic::build(&texts, &[vec![1.0, 0.0]], &[Some(0), Some(1)], 2).is_none());
+        assert!(Semantic::build(&texts, &[vec![1.0, 0.0], vec![1.0]], &[Some(0), Some(1)], 2).is_none());
     }
 }

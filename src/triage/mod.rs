@@ -11,14 +11,14 @@
 //! 2. a product named in the message together with what is asked of it (price, a spec…);
 //! 3. a confident hit on a FAQ entry, clear of the runner-up: the store's own answer beats any
 //!    generic one;
-//! 4. a general topic (a routing intent's rule or a confident hit on its examples: shipping,
-//!    returns): the store's own entry on that topic when one is clearly best, else "which of
-//!    these?" among them; other intent rules (greetings, thanks), then a confident hit on an
-//!    intent's examples;
+//! 4. a general topic (a routing intent's rule: shipping, returns): the store's own entry on
+//!    that topic when one is clearly best, else "which of these?" among them; other intent rules
+//!    (greetings, thanks);
 //! 5. a question about "this product" when the chat has a product in context;
-//! 6. a product named alone: its summary;
-//! 7. close-but-unsure hits: "did you mean…" suggestions;
-//! 8. otherwise a fallback, or a handoff once fallbacks repeat.
+//! 6. a confident hit on an intent's examples;
+//! 7. a product named with little else: its summary;
+//! 8. close-but-unsure hits: "did you mean…" suggestions (then a product named in passing);
+//! 9. otherwise a fallback, or a handoff once fallbacks repeat.
 //!
 //! Steps 1–3 on lexical signals alone are *settled*: the session does not wait for the encoder
 //! for them (see [`Triaged::settled`]).
@@ -140,6 +140,14 @@ pub fn triage(
 
     let hits = kb.search(text, cfg.max_suggestions.max(2) + 1, band.fusion, now, query);
     let trace = trace_for(kb, Signal::Retrieval, Some(&hits), band.fusion);
+    // Closer in meaning to what no shop answers than to any of the store's questions: say so,
+    // rather than offer the store's nearest entries.
+    let nearest = hits.first().and_then(|h| h.nearest).unwrap_or(0.0);
+    if let Some((declined, intent)) = query.and_then(|q| kb.declined(q)).filter(|(c, _)| *c > nearest) {
+        let text = kb.intents().get(intent).response.get(lang).to_owned();
+        let trace = Trace { matched: Some(format!("intent:{}", kb.intents().get(intent).name)), score: Some(declined), ..trace };
+        return done(fallback_saying(ctx, cfg, lang, text), trace, false);
+    }
     let confident =
         hits.first().filter(|b| b.score >= band.answer_threshold && margin(&hits) >= band.min_margin);
     // Confident on lexical signals alone is final only when very confident: paraphrases that
@@ -160,16 +168,20 @@ pub fn triage(
         }
         return done(intent_decision(kb, rule.intent, text, lang), rule_trace(rule), true);
     }
+    // "这款有什么颜色" with a product page open: the product's field, unless a FAQ entry was
+    // confidently meant.
+    if let (Some(p), false) = (context_product, asked.is_empty()) {
+        return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p), true);
+    }
     if let Some(hit @ &Hit { entry: EntryRef::Intent(i), .. }) = confident {
         if kb.intents().get(i).action == Action::Route {
             let (decision, trace, settled) = route(kb, i, text, &band, cfg, lang, now, query);
             return done(decision, trace, settled);
         }
-        return done(intent_decision(kb, i, text, lang), trace, settles(hit));
-    }
-
-    if let (Some(p), false) = (context_product, asked.is_empty()) {
-        return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p), false);
+        // An intent reached by its examples is never final on words alone: "什么" is in many a
+        // complaint and in many a question.
+        let settled = query.is_some() && settles(hit);
+        return done(intent_decision(kb, i, text, lang), trace, settled);
     }
     // A product named with little else ("X1", "介绍下X1") gets its summary; a question that
     // names one in passing ("X1 报销要票吗") is about something else, so the store's entries
@@ -222,6 +234,15 @@ fn did_you_mean(lang: Lang) -> String {
 }
 
 fn fallback(ctx: &ChatContext, cfg: &TriageConfig, lang: Lang) -> Decision {
+    let text = match lang {
+        Lang::Zh => "抱歉，这个问题我还不会回答。您可以换个说法，或输入“转人工”联系人工客服。".to_owned(),
+        Lang::En => "Sorry, I don't know the answer to that yet. Try rephrasing it, or type \"agent\" to talk to a person.".to_owned(),
+    };
+    fallback_saying(ctx, cfg, lang, text)
+}
+
+/// A fallback saying `text`, or the handoff once fallbacks repeat.
+fn fallback_saying(ctx: &ChatContext, cfg: &TriageConfig, lang: Lang, text: String) -> Decision {
     if ctx.consecutive_fallbacks + 1 >= cfg.fallbacks_before_handoff {
         let text = match lang {
             Lang::Zh => "抱歉没能帮到您，正在为您转接人工客服，请稍候。".to_owned(),
@@ -229,10 +250,6 @@ fn fallback(ctx: &ChatContext, cfg: &TriageConfig, lang: Lang) -> Decision {
         };
         return Decision::Escalate { reason: HandoffReason::RepeatedFallback, text };
     }
-    let text = match lang {
-        Lang::Zh => "抱歉，这个问题我还不会回答。您可以换个说法，或输入“转人工”联系人工客服。".to_owned(),
-        Lang::En => "Sorry, I don't know the answer to that yet. Try rephrasing it, or type \"agent\" to talk to a person.".to_owned(),
-    };
     Decision::Fallback { text }
 }
 
@@ -303,6 +320,7 @@ fn intent_decision(kb: &KnowledgeBase, index: usize, text: &str, lang: Lang) -> 
     let reply = intent.response.get(lang).to_owned();
     match intent.action {
         Action::Handoff(reason) => Decision::Escalate { reason, text: reply },
+        Action::Decline => Decision::Fallback { text: reply },
         Action::Reply | Action::Route => Decision::Answer {
             source: AnswerSource::Intent,
             text: reply,

@@ -86,7 +86,9 @@ async fn an_ambiguous_question_gets_suggestions() {
         reply["suggestions"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
     assert_eq!(suggestions.first(), Some(&"保修多久？"), "{reply}");
     assert!(suggestions.len() <= 3);
-    assert!(reply["trace"]["score"].as_f64().unwrap() < 0.6, "{reply}");
+    // Both are likely: the runner-up is too close to answer either outright.
+    let margin = mibot::config::TriageConfig::default().min_margin;
+    assert!(reply["trace"]["margin"].as_f64().unwrap() < f64::from(margin), "{reply}");
 
     // Picking the suggestion answers it.
     let picked = shopper.ask("c2", "保修多久？").await;
