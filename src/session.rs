@@ -467,8 +467,8 @@ impl Session {
         }
         let lexical = self.triage_blocking(&knowledge, &text, &ctx, now, None).await;
         let (used, vector) = match encoder {
-            _ if lexical.settled => (SemanticUse::Skipped, None),
             None => (SemanticUse::Unavailable, None),
+            Some(_) if lexical.settled => (SemanticUse::Skipped, None),
             Some(_) if knowledge.semantic().is_none() => (SemanticUse::Pending, None),
             Some(encoder) => match encoder.query(&text).await {
                 Embedded::Encoded(v) => (SemanticUse::Encoded, Some(v)),

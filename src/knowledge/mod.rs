@@ -330,7 +330,7 @@ impl KnowledgeBase {
         // Without a head (very large packs), the nearest variants propose entries.
         let all_cosines = semantic.filter(|_| head.is_none()).map(|(q, s)| s.all_variant_cosines(q));
         if let Some(head) = &head {
-            candidates.extend(best_classes(head, top).into_iter().map(|c| self.classes[c]));
+            candidates.extend(best_classes(head, top).into_iter().filter_map(|c| self.classes.get(c).copied()));
         }
         if let Some(cosines) = &all_cosines {
             let mut best: HashMap<EntryRef, f32> = HashMap::new();
@@ -445,12 +445,19 @@ impl KnowledgeBase {
         // The head learns the store's own entries. Intents (greetings, complaints, order
         // questions) are generic: their examples near half of any store's questions in meaning,
         // so they are reached by their rules and their words, not by the head.
+        // The out-of-scope examples are a class of the head too: what "none of these" looks
+        // like, so that a store with few entries does not find one of them for anything at all.
+        let none = self.classes.len();
         let variant_class: Vec<Option<usize>> = self
             .variants
             .iter()
-            .map(|v| matches!(v.entry, EntryRef::Faq(_)).then(|| self.class_of[&v.entry]))
+            .enumerate()
+            .map(|(i, v)| match v.entry {
+                EntryRef::Faq(_) => Some(self.class_of[&v.entry]),
+                EntryRef::Intent(_) => self.declined.contains(&i).then_some(none),
+            })
             .collect();
-        match Semantic::build(texts, vectors, &variant_class, self.classes.len()) {
+        match Semantic::build(texts, vectors, &variant_class, self.classes.len() + 1) {
             Some(index) => self.semantic.set(index).is_ok(),
             None => false,
         }

@@ -76,6 +76,8 @@ pub struct Library {
     encoder: EncoderSlot,
     /// Where pack texts' vectors are kept.
     embeddings: Option<Arc<dyn Embeddings>>,
+    /// What the last semantic index built for each store took.
+    embedded: Arc<RwLock<HashMap<StoreId, embedding::Embedded>>>,
 }
 
 /// The content digest recorded with a version.
@@ -117,6 +119,7 @@ impl Library {
             changing: tokio::sync::Mutex::new(()),
             encoder: EncoderSlot::fixed(Availability::Unavailable("no encoder for this library".into())),
             embeddings: None,
+            embedded: Arc::default(),
         }
     }
 
@@ -142,6 +145,11 @@ impl Library {
             crate::encoder::Embedded::Encoded(v) | crate::encoder::Embedded::Cached(v) => Some(v),
             crate::encoder::Embedded::Shed | crate::encoder::Embedded::Failed => None,
         }
+    }
+
+    /// What building the store's last semantic index took: texts found stored and encoded.
+    pub fn last_embedding(&self, store: &StoreId) -> Option<embedding::Embedded> {
+        self.embedded.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(store).copied()
     }
 
     /// Whether the store's live knowledge has its semantic index (`None`: no such store).
@@ -184,20 +192,22 @@ impl Library {
     /// Gives `knowledge` its semantic index once the encoder is ready, without holding anyone up.
     fn embed_in_background(&self, knowledge: Arc<KnowledgeBase>) {
         let Some(stored) = self.embeddings.clone() else { return };
-        let slot = self.encoder.clone();
+        let (slot, embedded) = (self.encoder.clone(), Arc::clone(&self.embedded));
         tokio::spawn(async move {
             let Availability::Ready(encoder) = slot.settled().await else { return };
             let store = knowledge.store().clone();
-            match embedding::embed_knowledge(knowledge, &encoder, Some(stored.as_ref()), Millis::now()).await
-            {
-                Ok(done) => tracing::info!(
-                    store = %store,
-                    texts = done.texts,
-                    stored = done.stored,
-                    encoded = done.encoded,
-                    seconds = done.seconds,
-                    "semantic index ready"
-                ),
+            match embedding::embed_knowledge(knowledge, &encoder, Some(stored.as_ref()), Millis::now()).await {
+                Ok(done) => {
+                    tracing::info!(
+                        store = %store,
+                        texts = done.texts,
+                        stored = done.stored,
+                        encoded = done.encoded,
+                        seconds = done.seconds,
+                        "semantic index ready"
+                    );
+                    embedded.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(store, done);
+                }
                 Err(error) => {
                     tracing::warn!(store = %store, %error, "the semantic index was not built; answering on lexical signals")
                 }

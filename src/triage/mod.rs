@@ -140,20 +140,15 @@ pub fn triage(
 
     let hits = kb.search(text, cfg.max_suggestions.max(2) + 1, band.fusion, now, query);
     let trace = trace_for(kb, Signal::Retrieval, Some(&hits), band.fusion);
-    // Closer in meaning to what no shop answers than to any of the store's questions: say so,
-    // rather than offer the store's nearest entries.
-    let nearest = hits.first().and_then(|h| h.nearest).unwrap_or(0.0);
-    if let Some((declined, intent)) = query.and_then(|q| kb.declined(q)).filter(|(c, _)| *c > nearest) {
-        let text = kb.intents().get(intent).response.get(lang).to_owned();
-        let trace = Trace { matched: Some(format!("intent:{}", kb.intents().get(intent).name)), score: Some(declined), ..trace };
-        return done(fallback_saying(ctx, cfg, lang, text), trace, false);
-    }
     let confident =
         hits.first().filter(|b| b.score >= band.answer_threshold && margin(&hits) >= band.min_margin);
     // Confident on lexical signals alone is final only when very confident: paraphrases that
     // share a few words with a question score in between and are worth the encoder's look.
     let settles = |hit: &Hit| query.is_some() || hit.score >= cfg.lexical.settle_threshold;
-    if let Some(hit @ &Hit { entry: EntryRef::Faq(i), .. }) = confident {
+    // A routing rule says what the message is about: an entry on another topic does not answer it.
+    let routed = rule.as_ref().filter(|r| kb.intents().get(r.intent).action == Action::Route);
+    let fits = |i: usize| routed.is_none_or(|r| on_topic(kb, r.intent, i));
+    if let Some(hit @ &Hit { entry: EntryRef::Faq(i), .. }) = confident.filter(|h| matches!(h.entry, EntryRef::Faq(i) if fits(i))) {
         return done(faq_answer(kb, i, lang, now), trace, settles(hit));
     }
     if let Some(rule) = &rule {
@@ -167,6 +162,14 @@ pub fn triage(
             );
         }
         return done(intent_decision(kb, rule.intent, text, lang), rule_trace(rule), true);
+    }
+    // No rule matched, and the message is closer in meaning to what no shop answers than to
+    // any of the store's questions: say so, rather than offer the store's nearest entries.
+    let nearest = hits.first().and_then(|h| h.nearest).unwrap_or(0.0);
+    if let Some((declined, intent)) = query.and_then(|q| kb.declined(q)).filter(|(c, _)| *c > nearest) {
+        let text = kb.intents().get(intent).response.get(lang).to_owned();
+        let trace = Trace { matched: Some(format!("intent:{}", kb.intents().get(intent).name)), score: Some(declined), ..trace };
+        return done(fallback_saying(ctx, cfg, lang, text), trace, false);
     }
     // "这款有什么颜色" with a product page open: the product's field, unless a FAQ entry was
     // confidently meant.
@@ -277,11 +280,7 @@ fn route(
     now: Millis,
     query: Option<&[f32]>,
 ) -> (Decision, Trace, bool) {
-    let topics = &kb.intents().get(intent).topics;
-    let on_topic = |i: usize| {
-        let faq = &kb.faq()[i];
-        faq.tags.iter().chain(&faq.category).any(|t| topics.iter().any(|topic| topic.eq_ignore_ascii_case(t)))
-    };
+    let on_topic = |i: usize| on_topic(kb, intent, i);
     let hits: Vec<Hit> = kb
         .search(text, ROUTE_HITS, band.fusion, now, query)
         .into_iter()
@@ -313,6 +312,13 @@ fn route(
         Decision::Clarify { text, suggestions }
     };
     (decision, trace, false)
+}
+
+/// Whether FAQ entry `i` is on one of routing intent `intent`'s topics (a tag or the category).
+fn on_topic(kb: &KnowledgeBase, intent: usize, i: usize) -> bool {
+    let topics = &kb.intents().get(intent).topics;
+    let faq = &kb.faq()[i];
+    faq.tags.iter().chain(&faq.category).any(|t| topics.iter().any(|topic| topic.eq_ignore_ascii_case(t)))
 }
 
 fn intent_decision(kb: &KnowledgeBase, index: usize, text: &str, lang: Lang) -> Decision {

@@ -80,7 +80,7 @@ async fn an_ambiguous_question_gets_suggestions() {
     let mut shopper = app.connect("shop").await;
     shopper.hello(None).await;
     // Two topics at once: warranty and invoices.
-    let reply = shopper.ask("c1", "保修发票").await;
+    let reply = shopper.ask("c1", "发票和保修").await;
     assert_eq!(reply["kind"], "clarify", "{reply}");
     let suggestions: Vec<&str> =
         reply["suggestions"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();

@@ -6,6 +6,7 @@ fn eval(extra: &[&str]) -> serde_json::Value {
     let root = env!("CARGO_MANIFEST_DIR");
     let output = Command::new(env!("CARGO_BIN_EXE_mibot"))
         .current_dir(root)
+        .env("MIBOT_ENCODER__MODEL_DIR", crate::helpers::model_dir())
         .args([
             "eval",
             "--train",
@@ -44,6 +45,7 @@ fn eval_calibrates_on_val_and_rejects_bad_files() {
 
     let output = Command::new(env!("CARGO_BIN_EXE_mibot"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("MIBOT_ENCODER__MODEL_DIR", crate::helpers::model_dir())
         .args(["eval", "--train", "Cargo.toml", "--test", "tests/fixtures/eval/test.jsonl"])
         .output()
         .unwrap();

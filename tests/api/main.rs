@@ -12,3 +12,4 @@ mod helpers;
 mod insight;
 mod merchants;
 mod restart;
+mod understanding;
