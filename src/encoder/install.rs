@@ -241,8 +241,7 @@ fn fetch(pinned: &Pinned, downloads: &Path) -> Result<PathBuf, InstallError> {
             .map_err(|e| InstallError::Pip { what: pinned.requirement.into(), detail: e.to_string() })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let detail =
-                stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("no output").to_owned();
+            let detail = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no output").to_owned();
             return Err(InstallError::Pip { what: pinned.requirement.into(), detail });
         }
         if !path.exists() {

@@ -363,7 +363,7 @@ impl Encoder {
     fn keep_in_flight(
         &self,
         chunks: &mut std::slice::Chunks<'_, String>,
-        pending: &mut std::collections::VecDeque<oneshot::Receiver<Result<Vec<Vec<f32>>, Refused>>>,
+        pending: &mut std::collections::VecDeque<WorkReply>,
     ) {
         while pending.len() < 2 * self.inner.threads {
             let Some(chunk) = chunks.next() else { break };
@@ -379,6 +379,9 @@ impl Encoder {
         self.inner.pool.close();
     }
 }
+
+/// The answer to one unit of pack work.
+type WorkReply = oneshot::Receiver<Result<Vec<Vec<f32>>, Refused>>;
 
 /// Texts per unit of pack work: small enough that a message waits at most one unit.
 const WORK_CHUNK: usize = 16;

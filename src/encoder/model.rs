@@ -340,7 +340,7 @@ impl WordTable {
         let hidden = weights.architecture.hidden;
         let rows = weights.architecture.vocab_rows;
         let blocks = weights.take_u8("embed.word")?;
-        if hidden % 32 != 0 || blocks.len() != rows * hidden / 32 * Q4_BLOCK_BYTES {
+        if !hidden.is_multiple_of(32) || blocks.len() != rows * hidden / 32 * Q4_BLOCK_BYTES {
             return Err(bad("embed.word does not hold one 4-bit row per token"));
         }
         Ok(Self { blocks, hidden, rows })

@@ -33,8 +33,8 @@ use classifier::{LinearModel, TrainConfig};
 use features::{Vocabulary, raw_features};
 
 use crate::config::{Fusion, Signals};
-use crate::intents::Action;
 use crate::domain::{Lang, Millis, StoreId};
+use crate::intents::Action;
 use crate::intents::IntentSet;
 use crate::text::Analyzer;
 
@@ -212,7 +212,8 @@ impl KnowledgeBase {
         }
         // The out-of-scope examples are not an entry to answer: only what "none of these" looks
         // like, checked on meaning (see `declined`).
-        let declining = |e: EntryRef| matches!(e, EntryRef::Intent(i) if intents.get(i).action == Action::Decline);
+        let declining =
+            |e: EntryRef| matches!(e, EntryRef::Intent(i) if intents.get(i).action == Action::Decline);
         let declined: Vec<usize> = (0..variants.len()).filter(|&v| declining(variants[v].entry)).collect();
         let mut classes: Vec<EntryRef> = Vec::new();
         let mut class_of: HashMap<EntryRef, usize> = HashMap::new();
@@ -330,7 +331,8 @@ impl KnowledgeBase {
         // Without a head (very large packs), the nearest variants propose entries.
         let all_cosines = semantic.filter(|_| head.is_none()).map(|(q, s)| s.all_variant_cosines(q));
         if let Some(head) = &head {
-            candidates.extend(best_classes(head, top).into_iter().filter_map(|c| self.classes.get(c).copied()));
+            candidates
+                .extend(best_classes(head, top).into_iter().filter_map(|c| self.classes.get(c).copied()));
         }
         if let Some(cosines) = &all_cosines {
             let mut best: HashMap<EntryRef, f32> = HashMap::new();
@@ -471,7 +473,15 @@ impl KnowledgeBase {
             .iter()
             .map(|&v| (index.variant_cosine(query, v), v))
             .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(c, v)| (c, match self.variants[v].entry { EntryRef::Intent(i) => i, EntryRef::Faq(_) => 0 }))
+            .map(|(c, v)| {
+                (
+                    c,
+                    match self.variants[v].entry {
+                        EntryRef::Intent(i) => i,
+                        EntryRef::Faq(_) => 0,
+                    },
+                )
+            })
     }
 
     /// The semantic index, once attached.

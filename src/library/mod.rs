@@ -196,7 +196,8 @@ impl Library {
         tokio::spawn(async move {
             let Availability::Ready(encoder) = slot.settled().await else { return };
             let store = knowledge.store().clone();
-            match embedding::embed_knowledge(knowledge, &encoder, Some(stored.as_ref()), Millis::now()).await {
+            match embedding::embed_knowledge(knowledge, &encoder, Some(stored.as_ref()), Millis::now()).await
+            {
                 Ok(done) => {
                     tracing::info!(
                         store = %store,

@@ -148,7 +148,9 @@ pub fn triage(
     // A routing rule says what the message is about: an entry on another topic does not answer it.
     let routed = rule.as_ref().filter(|r| kb.intents().get(r.intent).action == Action::Route);
     let fits = |i: usize| routed.is_none_or(|r| on_topic(kb, r.intent, i));
-    if let Some(hit @ &Hit { entry: EntryRef::Faq(i), .. }) = confident.filter(|h| matches!(h.entry, EntryRef::Faq(i) if fits(i))) {
+    if let Some(hit @ &Hit { entry: EntryRef::Faq(i), .. }) =
+        confident.filter(|h| matches!(h.entry, EntryRef::Faq(i) if fits(i)))
+    {
         return done(faq_answer(kb, i, lang, now), trace, settles(hit));
     }
     if let Some(rule) = &rule {
@@ -168,7 +170,11 @@ pub fn triage(
     let nearest = hits.first().and_then(|h| h.nearest).unwrap_or(0.0);
     if let Some((declined, intent)) = query.and_then(|q| kb.declined(q)).filter(|(c, _)| *c > nearest) {
         let text = kb.intents().get(intent).response.get(lang).to_owned();
-        let trace = Trace { matched: Some(format!("intent:{}", kb.intents().get(intent).name)), score: Some(declined), ..trace };
+        let trace = Trace {
+            matched: Some(format!("intent:{}", kb.intents().get(intent).name)),
+            score: Some(declined),
+            ..trace
+        };
         return done(fallback_saying(ctx, cfg, lang, text), trace, false);
     }
     // "这款有什么颜色" with a product page open: the product's field, unless a FAQ entry was
@@ -288,11 +294,12 @@ fn route(
         .collect();
     let routed_by = Some(format!("intent:{}", kb.intents().get(intent).name));
     let trace = Trace { routed_by, ..trace_for(kb, Signal::Retrieval, Some(&hits), band.fusion) };
-    if let Some(&Hit { entry: EntryRef::Faq(i), score, .. }) = hits.first() {
-        if score >= band.answer_threshold && margin(&hits) >= band.min_margin {
-            let settled = query.is_some() || score >= cfg.lexical.settle_threshold;
-            return (faq_answer(kb, i, lang, now), trace, settled);
-        }
+    if let Some(&Hit { entry: EntryRef::Faq(i), score, .. }) = hits.first()
+        && score >= band.answer_threshold
+        && margin(&hits) >= band.min_margin
+    {
+        let settled = query.is_some() || score >= cfg.lexical.settle_threshold;
+        return (faq_answer(kb, i, lang, now), trace, settled);
     }
     let mut suggestions: Vec<String> = hits.iter().filter_map(|h| kb.suggestion(h.entry, lang)).collect();
     // The topic's other entries, in the pack's order, when few matched.

@@ -77,12 +77,16 @@ async fn the_store_answers_a_policy_question_with_its_own_entry() {
         match reply["kind"].as_str() {
             Some("answer") => {
                 assert_eq!(reply["source"], "faq", "{reply}");
-                assert!(["shipping-time", "shipping-fee"].contains(&reply["trace"]["matched"].as_str().unwrap()), "{reply}");
+                assert!(
+                    ["shipping-time", "shipping-fee"].contains(&reply["trace"]["matched"].as_str().unwrap()),
+                    "{reply}"
+                );
             }
             Some("clarify") => {
                 let offered: Vec<&str> =
                     reply["suggestions"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-                let ours = ["什么时候发货？", "运费怎么算？", "When do you ship?", "How is shipping charged?"];
+                let ours =
+                    ["什么时候发货？", "运费怎么算？", "When do you ship?", "How is shipping charged?"];
                 assert!(!offered.is_empty() && offered.iter().all(|s| ours.contains(s)), "{reply}");
             }
             _ => panic!("{reply}"),
@@ -117,13 +121,20 @@ async fn a_message_seen_before_comes_from_the_cache() {
 async fn an_overloaded_encoder_sheds_and_every_message_is_still_answered() {
     // One worker, one message's room in its queue, and a 1 ms budget: most messages sent at
     // once cannot be encoded in time.
-    let encoder_config =
-        EncoderConfig { threads: 1, queue: 1, max_batch: 1, budget_ms: 1, ..crate::helpers::test_encoder_config() };
+    let encoder_config = EncoderConfig {
+        threads: 1,
+        queue: 1,
+        max_batch: 1,
+        budget_ms: 1,
+        ..crate::helpers::test_encoder_config()
+    };
     let encoder = Encoder::start(&encoder_config, &model_dir()).expect("the model loads");
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.encoder = encoder_config;
-    let app = spawn_with_encoder(config, Clock::system(), EncoderSlot::fixed(Availability::Ready(encoder.clone()))).await;
+    let app =
+        spawn_with_encoder(config, Clock::system(), EncoderSlot::fixed(Availability::Ready(encoder.clone())))
+            .await;
 
     let shoppers: Vec<_> = (0..12)
         .map(|n| {
