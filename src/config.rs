@@ -365,7 +365,7 @@ impl Default for Fusion {
 impl Default for LexicalBand {
     fn default() -> Self {
         Self {
-            answer_threshold: 0.3,
+            answer_threshold: 0.6,
             clarify_threshold: 0.3,
             min_margin: 0.14,
             settle_threshold: 0.99,

@@ -75,13 +75,15 @@ impl Watch {
         }
         let analyzer = self.library.analyzer().clone();
         let knowledge = self.library.get(store);
+        let texts = spikes::questions_to_group(&history, &rule, now);
+        let vectors = self.library.message_vectors(&texts).await;
         let found = tokio::task::spawn_blocking(move || {
             let label_of = |entry: &str| {
                 let kb = knowledge.as_ref()?;
                 let faq = kb.faq().iter().find(|f| f.id == entry)?;
                 Some(faq.question.get(crate::domain::Lang::Zh).to_owned())
             };
-            spikes::spikes(&history, &analyzer, &rule, now, &label_of)
+            spikes::spikes(&history, &analyzer, &vectors, &rule, now, &label_of)
         })
         .await
         .map_err(|e| StoreError::Corrupt(format!("spike detection failed: {e}")))?;

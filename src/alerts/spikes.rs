@@ -63,6 +63,30 @@ pub struct Spike {
     pub expected: f64,
 }
 
+/// The texts of the unanswered questions [`spikes`] would group at `now` (the window's and the
+/// baseline's, newest kept), so that their vectors can be fetched first; none when the window
+/// holds too few to spike or there is no baseline yet.
+pub fn questions_to_group(history: &History, rule: &Rule, now: Millis) -> Vec<String> {
+    let window_start = now.0 - rule.window;
+    let Some(first) = history.messages.iter().map(|m| m.at.0).min() else { return Vec::new() };
+    let baseline_start = (window_start - rule.baseline).max(first);
+    if window_start - baseline_start < rule.window {
+        return Vec::new();
+    }
+    let at: HashMap<MessageId, Millis> = history.messages.iter().map(|m| (m.id, m.at)).collect();
+    let (mut window, mut before): (Vec<_>, Vec<_>) = insight::unanswered(history)
+        .into_iter()
+        .filter_map(|(id, text, ..)| at.get(&id).map(|&when| (text, when.0)))
+        .filter(|(_, when)| *when >= baseline_start && *when <= now.0)
+        .partition(|(_, when)| *when >= window_start);
+    if window.len() < rule.min_count {
+        return Vec::new();
+    }
+    window.drain(..window.len().saturating_sub(MAX_RECENT));
+    before.drain(..before.len().saturating_sub(MAX_USUAL));
+    window.into_iter().chain(before).map(|(text, _)| text).collect()
+}
+
 /// The topics spiking at `now`, the largest first. `label_of` names a FAQ entry by its id.
 ///
 /// The baseline is the `rule.baseline` before the window, cut short to the store's first
@@ -71,6 +95,7 @@ pub struct Spike {
 pub fn spikes(
     history: &History,
     analyzer: &Analyzer,
+    embedded: &insight::Vectors,
     rule: &Rule,
     now: Millis,
     label_of: &dyn Fn(&str) -> Option<String>,
@@ -119,7 +144,7 @@ pub fn spikes(
     }
 
     // Questions the bot did not answer well, grouped by meaning.
-    found.extend(unanswered_spikes(history, analyzer, rule, &recent, &usual, scale));
+    found.extend(unanswered_spikes(history, analyzer, embedded, rule, &recent, &usual, scale));
     found.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.topic.cmp(&b.topic)));
     found
 }
@@ -127,6 +152,7 @@ pub fn spikes(
 fn unanswered_spikes(
     history: &History,
     analyzer: &Analyzer,
+    embedded: &insight::Vectors,
     rule: &Rule,
     recent: &dyn Fn(Millis) -> bool,
     usual: &dyn Fn(Millis) -> bool,
@@ -149,16 +175,20 @@ fn unanswered_spikes(
         window.iter().chain(before.iter()).map(|(_, text, _)| raw_features(analyzer, text)).collect();
     let vocabulary = insight::question_vocabulary(history, analyzer, &|m| recent(m.at) || usual(m.at), &raw);
     let vectors: Vec<Vec<(u32, f32)>> = raw.iter().map(|r| vocabulary.vectorize(r)).collect();
-    let (recent_vectors, usual_vectors) = vectors.split_at(window.len());
-    let (groups, sim) = insight::group_alike(recent_vectors);
+    let texts: Vec<&str> = window.iter().chain(before.iter()).map(|(_, text, _)| text.as_str()).collect();
+    let meanings: Vec<Option<&Vec<f32>>> = texts.iter().map(|t| embedded.get(*t)).collect();
+    let n = window.len();
+    let (groups, sim) = insight::group_alike(&insight::similarities(&vectors[..n], &texts[..n], embedded));
     let mut found = Vec::new();
     for members in groups.into_iter().filter(|g| g.len() >= rule.min_count) {
         // A baseline question belongs to the group when it is as alike to the group, on
         // average, as the group's own members must be.
-        let alike = usual_vectors
-            .iter()
-            .filter(|v| {
-                let total: f32 = members.iter().map(|&i| insight::dot(v, &recent_vectors[i])).sum();
+        let alike = (n..texts.len())
+            .filter(|&u| {
+                let total: f32 = members
+                    .iter()
+                    .map(|&i| insight::similarity((&vectors[u], &vectors[i]), (meanings[u], meanings[i])))
+                    .sum();
                 total / members.len() as f32 >= CLUSTER_SIMILARITY
             })
             .count();
@@ -238,7 +268,14 @@ mod tests {
 
     fn find(seed: &Seed, now_minute: i64) -> Vec<Spike> {
         let analyzer = Analyzer::new();
-        spikes(&seed.history, &analyzer, &rule(), Millis(now_minute * MINUTE), &|e| Some(format!("Q {e}")))
+        spikes(
+            &seed.history,
+            &analyzer,
+            &insight::Vectors::new(),
+            &rule(),
+            Millis(now_minute * MINUTE),
+            &|e| Some(format!("Q {e}")),
+        )
     }
 
     #[test]

@@ -324,6 +324,11 @@ impl Encoder {
         self.inner.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned()
     }
 
+    /// The cached embedding of `text`, not counted as a message's (for insight over history).
+    pub fn peek(&self, text: &str) -> Option<Arc<[f32]>> {
+        self.cached(&normalize(text))
+    }
+
     /// The message's embedding when the cache has it (no waiting, nothing queued).
     pub fn cached_query(&self, text: &str) -> Option<Arc<[f32]>> {
         let vector = self.cached(&normalize(text))?;

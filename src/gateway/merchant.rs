@@ -587,7 +587,16 @@ async fn clusters_of(
     let (since, until) = range(params, state.clock.now())?;
     let history = state.insights.records(store, since, until).await?;
     let analyzer = state.library.analyzer().clone();
-    tokio::task::spawn_blocking(move || insight::clusters(&history, &analyzer)).await.map_err(internal)
+    let texts: Vec<String> = insight::unanswered(&history)
+        .into_iter()
+        .rev()
+        .take(insight::MAX_CLUSTERED)
+        .map(|(_, t, ..)| t)
+        .collect();
+    let vectors = state.library.message_vectors(&texts).await;
+    tokio::task::spawn_blocking(move || insight::clusters(&history, &analyzer, &vectors))
+        .await
+        .map_err(internal)
 }
 
 /// One cluster of the range, by id.

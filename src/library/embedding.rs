@@ -93,6 +93,55 @@ pub async fn embed_knowledge(
     })
 }
 
+/// Vectors for shoppers' messages (insight over history: clusters, spikes): from the encoder's
+/// cache, else the database, else encoded at low priority and stored, so that each text is
+/// encoded once.
+pub async fn vectors_of(
+    encoder: &Encoder,
+    stored: Option<&dyn Embeddings>,
+    texts: &[String],
+    at: Millis,
+) -> Result<crate::insight::Vectors, EmbedError> {
+    let mut out = crate::insight::Vectors::with_capacity(texts.len());
+    let mut wanted: Vec<&String> = Vec::new();
+    for text in texts {
+        if out.contains_key(text) || wanted.contains(&text) {
+            continue;
+        }
+        match encoder.peek(text) {
+            Some(v) => {
+                out.insert(text.clone(), v.to_vec());
+            }
+            None => wanted.push(text),
+        }
+    }
+    let digests: Vec<Digest> = wanted.iter().map(|t| digest(t)).collect();
+    let found = match stored {
+        Some(db) => db.embeddings(encoder.model_id(), &digests).await?,
+        None => vec![None; wanted.len()],
+    };
+    let mut missing = Vec::new();
+    for ((text, digest), vector) in wanted.into_iter().zip(digests).zip(found) {
+        match vector.filter(|v| v.len() == encoder.dimensions()) {
+            Some(v) => {
+                out.insert(text.clone(), v);
+            }
+            None => missing.push((text.clone(), digest)),
+        }
+    }
+    if !missing.is_empty() {
+        let texts: Vec<String> = missing.iter().map(|(t, _)| t.clone()).collect();
+        let vectors = encoder.embed_many(&texts).await?;
+        if let Some(db) = stored {
+            let items: Vec<(Digest, Vec<f32>)> =
+                missing.iter().map(|(_, d)| *d).zip(vectors.iter().cloned()).collect();
+            db.save_embeddings(encoder.model_id(), &items, at).await?;
+        }
+        out.extend(texts.into_iter().zip(vectors));
+    }
+    Ok(out)
+}
+
 /// [`embed_knowledge`] without a database, for code that is not async (`eval`, `ask`).
 pub fn embed_knowledge_blocking(kb: &KnowledgeBase, encoder: &Encoder) -> Result<Embedded, EmbedError> {
     let started = Instant::now();

@@ -147,6 +147,21 @@ impl Library {
         }
     }
 
+    /// The encoder's vectors of shoppers' messages, for grouping them by meaning; empty without
+    /// an encoder (they are grouped by their words alone). Texts not seen before are encoded at
+    /// low priority, and stored.
+    pub async fn message_vectors(&self, texts: &[String]) -> crate::insight::Vectors {
+        let Some(encoder) = self.encoder.get() else { return crate::insight::Vectors::new() };
+        let stored = self.embeddings.as_deref();
+        match embedding::vectors_of(&encoder, stored, texts, Millis::now()).await {
+            Ok(vectors) => vectors,
+            Err(error) => {
+                tracing::warn!(%error, "embedding messages failed; grouping them by their words");
+                crate::insight::Vectors::new()
+            }
+        }
+    }
+
     /// What building the store's last semantic index took: texts found stored and encoded.
     pub fn last_embedding(&self, store: &StoreId) -> Option<embedding::Embedded> {
         self.embedded.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(store).copied()

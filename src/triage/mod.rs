@@ -95,6 +95,9 @@ pub struct Triaged {
 /// How many hits a routing intent looks through for the store's entries on its topics.
 const ROUTE_HITS: usize = 12;
 
+/// The confidence a hit on a handoff intent's examples needs to hand the chat over.
+const HANDOFF_CONFIDENCE: f32 = 0.9;
+
 /// How much a message may say besides a product's name (Han characters and Latin words) to be
 /// about the product itself.
 const NAMED_ALONE: usize = 4;
@@ -182,6 +185,14 @@ pub fn triage(
     if let (Some(p), false) = (context_product, asked.is_empty()) {
         return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p), true);
     }
+    // Handing a chat over on a paraphrase alone (no rule) needs more than answering does: a
+    // complaint read into a plain question is worse than a fallback.
+    let confident = confident.filter(|h| match h.entry {
+        EntryRef::Intent(i) => {
+            !matches!(kb.intents().get(i).action, Action::Handoff(_)) || h.score >= HANDOFF_CONFIDENCE
+        }
+        EntryRef::Faq(_) => true,
+    });
     if let Some(hit @ &Hit { entry: EntryRef::Intent(i), .. }) = confident {
         if kb.intents().get(i).action == Action::Route {
             let (decision, trace, settled) = route(kb, i, text, &band, cfg, lang, now, query);
