@@ -341,23 +341,27 @@ impl Fusion {
         ]
     }
 
-    /// The confidence for an entry from its signals.
+    /// The confidence for an entry from its signals: below 1, as no answer is certain (and an
+    /// answer threshold of 1 then means "never").
     pub fn confidence(&self, s: &Signals) -> f32 {
         let z = self.terms(s).iter().sum::<f32>() + self.bias;
-        1.0 / (1.0 + (-z).exp())
+        (1.0 / (1.0 + (-z).exp())).min(MAX_CONFIDENCE)
     }
 }
+
+/// The highest confidence a fusion gives.
+pub const MAX_CONFIDENCE: f32 = 0.9999;
 
 impl Default for Fusion {
     /// Fitted by `mibot eval --store demo --val` on the demo store's labelled queries (see
     /// docs/quality.md).
     fn default() -> Self {
         Self {
-            classifier_weight: 6.97,
-            retrieval_weight: 0.18,
-            semantic_weight: 26.4,
-            nearest_weight: 17.6,
-            bias: -19.5,
+            classifier_weight: 7.55,
+            retrieval_weight: -0.2,
+            semantic_weight: 30.9,
+            nearest_weight: 4.58,
+            bias: -3.61,
         }
     }
 }
@@ -453,9 +457,9 @@ impl Default for ChatConfig {
 impl Default for TriageConfig {
     fn default() -> Self {
         Self {
-            answer_threshold: 0.47,
+            answer_threshold: 0.48,
             clarify_threshold: 0.15,
-            min_margin: 0.18,
+            min_margin: 0.1,
             max_suggestions: 3,
             fallbacks_before_handoff: 2,
             fusion: Fusion::default(),

@@ -352,4 +352,46 @@ mod tests {
         assert_eq!(clusters.len(), 1, "{clusters:#?}");
         assert_eq!(clusters[0].size, 6);
     }
+
+    #[test]
+    fn questions_alike_in_meaning_share_a_cluster_though_no_word_does() {
+        let id = ConversationId::new();
+        let texts = ["邮资谁出", "postage who pays", "实体店在哪"];
+        let mut messages = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let n = i64::try_from(i).unwrap() * 2;
+            let row = |id_: i64, role, text: &str, kind: Option<&str>| MessageRow {
+                id: MessageId(id_),
+                conversation: id,
+                role,
+                text: text.to_owned(),
+                kind: kind.map(str::to_owned),
+                entry: None,
+                at: Millis(id_),
+            };
+            messages.push(row(n + 1, Role::Shopper, text, None));
+            messages.push(row(n + 2, Role::Bot, "抱歉", Some("fallback")));
+        }
+        let history = History { messages, ..History::default() };
+        let analyzer = crate::text::Analyzer::new();
+        // By words alone, three clusters.
+        assert_eq!(clusters(&history, &analyzer, &Vectors::new()).len(), 3);
+        // With vectors that put the first two close in meaning (cosine 0.96) and the third far.
+        let unit = |v: [f32; 3]| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let vectors: Vectors = [
+            ("邮资谁出", unit([1.0, 0.2, 0.0])),
+            ("postage who pays", unit([1.0, 0.5, 0.0])),
+            ("实体店在哪", unit([0.0, 0.2, 1.0])),
+        ]
+        .into_iter()
+        .map(|(t, v)| (t.to_owned(), v))
+        .collect();
+        let grouped = clusters(&history, &analyzer, &vectors);
+        assert_eq!(grouped.len(), 2, "{grouped:#?}");
+        assert_eq!(grouped[0].size, 2);
+        assert!(grouped[0].samples.contains(&"postage who pays".to_owned()));
+    }
 }

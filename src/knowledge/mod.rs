@@ -74,8 +74,9 @@ pub struct Hit {
     pub retrieval: f32,
     /// The semantic head's probability for the entry, when the message was embedded.
     pub semantic: Option<f32>,
-    /// The embedding cosine of the entry's nearest question variant, when the message was
-    /// embedded.
+    /// How much nearer in meaning the entry's nearest question variant is than the nearest of
+    /// what no shop answers (embedding cosines), when the message was embedded: below 0, the
+    /// message is closer to the out-of-scope examples.
     pub nearest: Option<f32>,
     /// That variant's text.
     pub matched: String,
@@ -328,6 +329,7 @@ impl KnowledgeBase {
             candidates.extend(best_classes(scores, top).into_iter().map(|c| self.classes[c]));
         }
         let head = semantic.and_then(|(q, s)| s.probabilities(q));
+        let baseline = query.and_then(|q| self.declined(q)).map_or(UNRELATED_COSINE, |(c, _)| c);
         // Without a head (very large packs), the nearest variants propose entries.
         let all_cosines = semantic.filter(|_| head.is_none()).map(|(q, s)| s.all_variant_cosines(q));
         if let Some(head) = &head {
@@ -371,7 +373,19 @@ impl KnowledgeBase {
                         if retrieval < 0.3 {
                             variant = closest;
                         }
-                        (Some(head.as_ref().zip(class).map_or(0.0, |(h, c)| h[c])), Some(nearest))
+                        // Measured against what no shop answers: how much nearer the entry is
+                        // than the out-of-scope examples, so that a store's or a language's
+                        // general level of similarity does not pass for a match.
+                        let lift = nearest - baseline;
+                        // The head picks among the entries; whether any of them is meant at all
+                        // is the lift's to say. A store of five entries would otherwise hand one
+                        // of them most of the head's probability for any message whatever.
+                        // Above chance: 0.15 says much among 80 entries and nothing among 8.
+                        let head = head.as_ref().zip(class).map_or(0.0, |(h, c)| {
+                            let chance = 1.0 / h.len().max(2) as f32;
+                            ((h[c] - chance) / (1.0 - chance)).max(0.0)
+                        });
+                        (Some(head * (lift / LIFT_SCALE).clamp(0.0, 1.0)), Some(lift))
                     }
                     None => (None, None),
                 };
@@ -570,6 +584,14 @@ fn train(
     let model = LinearModel::train(&examples, vocabulary.len(), classes, TrainConfig::default()).ok()?;
     Some(Understanding { vocabulary, model })
 }
+
+/// How alike in meaning two unrelated messages are, about: the baseline of the nearest
+/// question's cosine when the store has no out-of-scope examples to measure it against.
+const UNRELATED_COSINE: f32 = 0.82;
+
+/// The lift over the out-of-scope baseline from which the semantic head's probability counts
+/// in full; below it, in proportion, and not at all at or below the baseline.
+const LIFT_SCALE: f32 = 0.03;
 
 /// The least probability for which a class that retrieval did not find is scored against its
 /// variants and can become a hit.

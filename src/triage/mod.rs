@@ -170,8 +170,8 @@ pub fn triage(
     }
     // No rule matched, and the message is closer in meaning to what no shop answers than to
     // any of the store's questions: say so, rather than offer the store's nearest entries.
-    let nearest = hits.first().and_then(|h| h.nearest).unwrap_or(0.0);
-    if let Some((declined, intent)) = query.and_then(|q| kb.declined(q)).filter(|(c, _)| *c > nearest) {
+    let nearer = hits.first().and_then(|h| h.nearest).unwrap_or(0.0);
+    if let Some((declined, intent)) = query.and_then(|q| kb.declined(q)).filter(|_| nearer < 0.0) {
         let text = kb.intents().get(intent).response.get(lang).to_owned();
         let trace = Trace {
             matched: Some(format!("intent:{}", kb.intents().get(intent).name)),

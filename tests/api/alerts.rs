@@ -97,7 +97,7 @@ async fn a_burst_raises_one_alert_and_one_signed_webhook_call_and_a_steady_rate_
     // A burst: six shoppers ask the bot something it cannot answer, in other words each time.
     let burst = [
         "赠品为什么是分开寄的",
-        "为什么赠品和商品分开寄",
+        "赠品是单独寄的吗",
         "赠品分开寄是什么情况",
         "赠品为啥分开寄",
         "赠品怎么分开寄了",
@@ -139,7 +139,7 @@ async fn a_burst_raises_one_alert_and_one_signed_webhook_call_and_a_steady_rate_
     alerts_until(&shop, |a| a[0]["webhook"] == "delivered").await;
 
     // The burst goes on a while: the same episode, no second alert and no second call.
-    for (i, text) in ["赠品是分开寄的吗", "赠品为什么分两个包裹"].iter().enumerate() {
+    for (i, text) in ["赠品是分开寄的吗", "赠品单独发是怎么回事"].iter().enumerate() {
         clock.set(Millis(T0 + 71 * MINUTE + i as i64 * 10_000));
         let mut asker = shopper(&app).await;
         asker.ask("b", text).await;

@@ -74,7 +74,7 @@ async fn the_dashboard_shows_the_measures_and_accepts_a_draft() {
     let mut shopper = app.connect("shop").await;
     shopper.hello(None).await;
     shopper.ask("a", "你们支持花呗分期吗").await;
-    shopper.ask("b", "可以用花呗分期付款吗").await;
+    shopper.ask("b", "能用花呗分期买吗").await;
     // Ranges end before "now": the clock moves on a second.
     clock.set(Millis(now.0 + 1000));
     let merchant = app.merchant("shop", &key);

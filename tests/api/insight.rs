@@ -140,7 +140,7 @@ async fn unanswered_paraphrases_become_one_draft_that_answers_them_once_accepted
     let mut s1 = shopper(&app, None).await;
     let first = s1.ask("a", "你们支持花呗分期吗").await;
     assert_ne!(first["kind"], "answer", "{first}");
-    s1.ask("b", "可以用花呗分期付款吗").await;
+    s1.ask("b", "能用花呗分期买吗").await;
     let assigned = ann.recv_type("assigned").await;
     let agent_answer = "支持花呗分期，最多12期免息。";
     ann.send(json!({"type": "reply", "conversation_id": assigned["conversation_id"], "text": agent_answer}))

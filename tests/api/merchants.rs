@@ -331,10 +331,14 @@ async fn a_store_can_override_an_intent_and_have_its_own_thresholds() {
         greeting.replace("您好！我是星河优选的智能客服，有什么可以帮您？", "欢迎光临小店，请问想了解什么？");
     std::fs::write(intents.join("stores/other/greeting.toml"), greeting).unwrap();
     config.content.intents_dir = intents;
-    // `other` answers only when it is all but certain.
+    // `other` answers only when it is certain and nothing else comes near: never, here.
     let mut strict = config.triage.clone();
-    strict.answer_threshold = 0.999;
+    strict.answer_threshold = 1.0;
     strict.clarify_threshold = 0.99;
+    strict.min_margin = 1.0;
+    strict.lexical.answer_threshold = 1.0;
+    strict.lexical.settle_threshold = 1.0;
+    strict.lexical.min_margin = 1.0;
     config
         .stores
         .insert("other".into(), mibot::config::StoreSettings { triage: Some(strict), ..Default::default() });

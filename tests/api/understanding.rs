@@ -18,7 +18,7 @@ const PARAPHRASES: &[(&str, &str)] = &[
     // 免费维修 for 保修.
     ("电器坏了几年内能免费维修", "warranty"),
     ("when does the money come back to my card", "refund-time"),
-    ("how many years will you fix it for free", "warranty"),
+    ("for how long will you repair it at no cost", "warranty"),
 ];
 
 fn semantic(reply: &Value) -> &str {
