@@ -189,6 +189,9 @@ pub fn dot(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
     sum
 }
 
+/// A text's words as a sparse unit TF-IDF vector: (term id, weight), sorted by term id.
+pub(super) type Terms = [(u32, f32)];
+
 /// Below this embedding cosine two questions are no more alike in meaning than any two of a
 /// store's questions: the encoder's vectors of unrelated shop questions already meet at about
 /// 0.82.
@@ -197,10 +200,7 @@ const MEANING_FLOOR: f32 = 0.84;
 /// How alike two questions are, 0 to 1: their words' cosine (unit TF-IDF vectors), averaged
 /// with how far their meanings' cosine rises above [`MEANING_FLOOR`] when both were embedded.
 /// Paraphrases that share no word (邮费 and 运费) still meet this way.
-pub fn similarity(
-    words: (&[(u32, f32)], &[(u32, f32)]),
-    meanings: (Option<&Vec<f32>>, Option<&Vec<f32>>),
-) -> f32 {
+pub fn similarity(words: (&Terms, &Terms), meanings: (Option<&Vec<f32>>, Option<&Vec<f32>>)) -> f32 {
     let lexical = dot(words.0, words.1);
     match meanings {
         (Some(a), Some(b)) => {
