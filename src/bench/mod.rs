@@ -228,13 +228,16 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Value> {
     if let Some(url) = &plan.url {
         return Ok(json!({ "mibot": drive(&plan.load(url.clone())).await? }));
     }
+    let starting = Instant::now();
     let server = servers::Server::mibot("demo", plan.model_dir.as_deref()).await?;
     let readiness = server.readiness().await;
+    let seconds_to_ready = starting.elapsed().as_secs_f64();
     let before = process_usage(server.pid());
     let started = Instant::now();
     let measured = drive(&plan.load(server.url.clone())).await?;
     let wall = started.elapsed().as_secs_f64();
     let after = process_usage(server.pid());
+    let encoder = server.readiness().await.get("encoder_stats").cloned();
     server.stop().await;
     let cpu = before.zip(after).map(|(b, a)| 100.0 * (a.cpu_seconds - b.cpu_seconds) / wall);
     let mut report = json!({
@@ -243,6 +246,8 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Value> {
         "server_rss_kib_before_load": before.map(|b| b.rss_kib),
         "server_cpu_percent": cpu,
         "server_ready": readiness,
+        "server_seconds_to_ready": seconds_to_ready,
+        "server_encoder": encoder,
     });
     if plan.echo {
         let echo_server = servers::Server::echo().await?;

@@ -74,10 +74,10 @@ async fn readiness(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> axum::Json<serde_json::Value> {
     use crate::encoder::Availability;
-    let (encoder, detail) = match state.library.encoder().availability() {
-        Availability::Starting => ("starting", None),
-        Availability::Ready(_) => ("ready", None),
-        Availability::Unavailable(why) => ("unavailable", Some(why)),
+    let (encoder, detail, stats) = match state.library.encoder().availability() {
+        Availability::Starting => ("starting", None, None),
+        Availability::Ready(running) => ("ready", None, Some(running.stats())),
+        Availability::Unavailable(why) => ("unavailable", Some(why), None),
     };
     let mut stores = serde_json::Map::new();
     let mut ready = encoder != "starting";
@@ -94,9 +94,13 @@ async fn readiness(
         stores
             .insert(store.as_str().to_owned(), serde_json::json!({"version": version, "semantic": semantic}));
     }
-    axum::Json(
-        serde_json::json!({"ready": ready, "encoder": encoder, "encoder_detail": detail, "stores": stores}),
-    )
+    axum::Json(serde_json::json!({
+        "ready": ready,
+        "encoder": encoder,
+        "encoder_detail": detail,
+        "encoder_stats": stats,
+        "stores": stores,
+    }))
 }
 
 /// The Prometheus text exposition.

@@ -165,6 +165,14 @@ async fn an_overloaded_encoder_sheds_and_every_message_is_still_answered() {
     assert!(encoder.stats().shed as usize >= shed, "{:?}", encoder.stats());
     let metrics = reqwest::get(format!("http://{}/metrics", app.addr)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"mibot_semantic_decisions_total{semantic="shed"}"#), "{metrics}");
+    let ready: Value =
+        reqwest::get(format!("http://{}/readyz", app.addr)).await.unwrap().json().await.unwrap();
+    let stats = &ready["encoder_stats"];
+    assert!(stats["shed"].as_u64().unwrap() >= shed as u64, "{ready}");
+    assert!(
+        stats["batches"].as_u64().unwrap() > 0 && stats["batch_p99_ms"].as_f64().unwrap() > 0.0,
+        "{ready}"
+    );
     app.stop().await;
 }
 
