@@ -137,6 +137,20 @@ pub async fn run(
             }
         });
     }
+    {
+        let (desk, token) = (Arc::clone(&state.desk), token.clone());
+        let every = std::time::Duration::from_millis(state.config.agents.queue_update_ms);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    _ = every.tick() => desk.announce_queues().await,
+                }
+            }
+        });
+    }
     let check = state.config.alerts.check_seconds;
     if check > 0 {
         let watch = crate::alerts::Watch::new(

@@ -90,6 +90,9 @@ pub struct AgentsConfig {
     pub utc_offset_minutes: i32,
     /// Replies every agent can send with one click.
     pub canned_replies: Vec<String>,
+    /// Queue updates are gathered for this many milliseconds: however fast a queue changes,
+    /// its agents and waiting shoppers get at most one update per interval.
+    pub queue_update_ms: u64,
 }
 
 impl Default for AgentsConfig {
@@ -105,6 +108,7 @@ impl Default for AgentsConfig {
                 "好的，我帮您查一下，请稍等。".into(),
                 "还有其他可以帮您的吗？".into(),
             ],
+            queue_update_ms: 250,
         }
     }
 }
@@ -520,6 +524,9 @@ impl Config {
         }
         self.triage.validate().map_err(ConfigError::Invalid)?;
         self.agents.hours().map_err(ConfigError::Invalid)?;
+        if !(10..=5_000).contains(&self.agents.queue_update_ms) {
+            return Err(ConfigError::Invalid("agents.queue_update_ms must be between 10 and 5000".into()));
+        }
         if self.chat.max_message_chars == 0 || self.chat.max_frame_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "chat.max_message_chars must be positive and chat.max_frame_bytes at least 1024".into(),

@@ -12,13 +12,16 @@
 //! while anyone else can take it. Chats are served by priority (the handoff reason's, with
 //! timed-out and orphaned chats at the front), then by how long they have waited.
 
+mod state;
 mod wire;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc};
 
+pub use state::{AGENT_OUTBOX, AgentLink, PREVIEW_CHARS};
+use state::{Chat, Online, StoreDesk, queue_items};
 pub use wire::{AgentCommand, AgentEvent, AlertNotice, QueueItem, Suggestion};
 
 use crate::config::Config;
@@ -26,7 +29,7 @@ use crate::domain::{ChatStatus, ConversationId, HandoffReason, Lang, MessageId, 
 use crate::knowledge::EntryRef;
 use crate::library::Library;
 use crate::protocol::ServerEvent;
-use crate::store::{AgentAccount, Agents, OpenChat, StoreError};
+use crate::store::{AgentAccount, Agents, StoreError};
 
 /// Priority of a chat that goes back to the queue through no fault of the shopper's (its agent
 /// timed out or went offline): ahead of every new one.
@@ -68,98 +71,6 @@ impl DeskError {
             DeskError::AtCapacity => "at_capacity",
             DeskError::CannotTransfer(_) => "cannot_transfer",
             DeskError::Store(_) => "unavailable",
-        }
-    }
-}
-
-/// An agent's connection.
-#[derive(Debug)]
-struct Online {
-    conn: u64,
-    groups: Vec<String>,
-    max_chats: u32,
-    auto_assign: bool,
-    /// Set offline: connected (keeps their chats) but takes no new ones and is not counted
-    /// as online for shoppers.
-    away: bool,
-    events: mpsc::UnboundedSender<AgentEvent>,
-}
-
-/// A chat with the humans.
-#[derive(Debug, Clone)]
-struct Chat {
-    reason: Option<HandoffReason>,
-    priority: i64,
-    group: Option<String>,
-    queued_at: Millis,
-    agent: Option<String>,
-    assigned_at: Option<Millis>,
-    /// The assigned agent has replied since being assigned.
-    answered: bool,
-    /// Agents who let it time out: others are preferred.
-    passed_over: Vec<String>,
-    /// The shopper's latest message, for the queue view and suggestions.
-    last_text: Option<String>,
-}
-
-impl Chat {
-    fn from_open(open: OpenChat) -> Self {
-        Self {
-            reason: open.reason,
-            priority: open.priority,
-            group: open.group,
-            queued_at: open.queued_at,
-            agent: open.agent,
-            assigned_at: open.assigned_at,
-            answered: false,
-            passed_over: Vec::new(),
-            last_text: None,
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct StoreDesk {
-    agents: BTreeMap<String, Online>,
-    chats: HashMap<ConversationId, Chat>,
-    shoppers: HashMap<ConversationId, mpsc::Sender<ServerEvent>>,
-}
-
-impl StoreDesk {
-    /// The open chat, if `agent` owns it.
-    fn owned_by(&self, agent: &AgentAccount, conversation: ConversationId) -> Result<&Chat, DeskError> {
-        let chat = self.chats.get(&conversation).ok_or(DeskError::NotFound)?;
-        if chat.agent.as_deref() == Some(agent.name.as_str()) { Ok(chat) } else { Err(DeskError::NotYours) }
-    }
-
-    /// Agents online and not set away.
-    fn available(&self) -> usize {
-        self.agents.values().filter(|a| !a.away).count()
-    }
-
-    fn load(&self, agent: &str) -> usize {
-        self.chats.values().filter(|c| c.agent.as_deref() == Some(agent)).count()
-    }
-
-    /// Waiting chats, first served first.
-    fn waiting(&self) -> Vec<(ConversationId, &Chat)> {
-        let mut waiting: Vec<_> =
-            self.chats.iter().filter(|(_, c)| c.agent.is_none()).map(|(id, c)| (*id, c)).collect();
-        waiting.sort_by(|a, b| b.1.priority.cmp(&a.1.priority).then(a.1.queued_at.cmp(&b.1.queued_at)));
-        waiting
-    }
-
-    fn to_agent(&self, agent: &str, event: AgentEvent) {
-        if let Some(online) = self.agents.get(agent) {
-            let _ = online.events.send(event);
-        }
-    }
-
-    fn to_shopper(&self, conversation: ConversationId, event: ServerEvent) {
-        if let Some(shopper) = self.shoppers.get(&conversation) {
-            // A shopper whose connection is backed up misses a notice, not a message: every
-            // message is stored and comes back with the history.
-            let _ = shopper.try_send(event);
         }
     }
 }
@@ -212,7 +123,8 @@ impl Desk {
         let mut state = self.state.lock().await;
         let desk = state.entry(store.clone()).or_default();
         desk.shoppers.insert(conversation, events);
-        self.announce_queue(desk);
+        // Only the shopper who joined learns anything: the queue itself did not change.
+        self.tell_place(desk, conversation, Millis::now());
     }
 
     /// The store's waiting chats, first served first.
@@ -289,6 +201,7 @@ impl Desk {
             },
         );
         self.dispatch(store, desk, now).await;
+        self.tell_place(desk, conversation, Millis::now());
         Ok(())
     }
 
@@ -308,7 +221,7 @@ impl Desk {
             chat.last_text = Some(text.to_owned());
             let agent = chat.agent.clone();
             if agent.is_none() {
-                self.announce_queue(desk);
+                desk.queue_changed = true;
             }
             agent
         };
@@ -333,9 +246,7 @@ impl Desk {
     pub async fn alert(&self, store: &StoreId, alert: &crate::store::AlertRow) {
         let state = self.state.lock().await;
         if let Some(desk) = state.get(store) {
-            for online in desk.agents.values() {
-                let _ = online.events.send(AgentEvent::Alert { alert: alert.into() });
-            }
+            desk.to_agents(&AgentEvent::Alert { alert: alert.into() });
         }
     }
 
@@ -390,11 +301,11 @@ impl Desk {
         &self,
         account: &AgentAccount,
         auto_assign: bool,
-        events: mpsc::UnboundedSender<AgentEvent>,
+        link: AgentLink,
         now: Millis,
     ) -> Result<u64, StoreError> {
         let conn = self.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = events.send(AgentEvent::Welcome {
+        link.send(AgentEvent::Welcome {
             agent: account.name.clone(),
             store: account.store.as_str().to_owned(),
             groups: account.groups.clone(),
@@ -410,10 +321,10 @@ impl Desk {
             max_chats: account.max_chats,
             auto_assign,
             away: false,
-            events,
+            link,
         };
         if let Some(earlier) = desk.agents.insert(account.name.clone(), online) {
-            let _ = earlier.events.send(AgentEvent::Error {
+            earlier.link.send(AgentEvent::Error {
                 code: "signed_in_elsewhere".into(),
                 message: "you signed in on another connection; this one gets nothing more".into(),
             });
@@ -429,6 +340,7 @@ impl Desk {
             desk.to_agent(&account.name, event);
         }
         self.dispatch(&account.store, desk, now).await;
+        desk.to_agent(&account.name, AgentEvent::Queue { waiting: queue_items(desk, Millis::now()) });
         Ok(conn)
     }
 
@@ -482,7 +394,7 @@ impl Desk {
         if !self.assign(&agent.store, desk, conversation, &agent.name, now).await? {
             return Err(DeskError::AlreadyTaken);
         }
-        self.announce_queue(desk);
+        desk.queue_changed = true;
         Ok(())
     }
 
@@ -686,7 +598,7 @@ impl Desk {
                 tracing::error!(%error, %conversation, "assigning a chat failed");
             }
         }
-        self.announce_queue(desk);
+        desk.queue_changed = true;
     }
 
     /// Gives a waiting chat to `agent` in the database, then tells both sides. False if the
@@ -771,61 +683,54 @@ impl Desk {
     }
 
     /// Sends every waiting shopper their place and estimated wait, and every agent the queue.
-    fn announce_queue(&self, desk: &StoreDesk) {
-        let waiting = desk.waiting();
-        let online = desk.available();
-        let now = Millis::now();
+    /// What a waiting shopper is told of their place: `position` counts from 1.
+    fn queue_notice(&self, position: usize, online: usize, now: Millis) -> ServerEvent {
         let hours = &self.config.agents;
-        for (position, (conversation, _)) in waiting.iter().enumerate() {
-            let position = position + 1;
-            let (estimate, text) = if !hours.is_open(now.0) {
-                (
-                    None,
-                    format!(
-                        "现在是非工作时间（客服时间 {0}），您可以留言，我们上班后会第一时间回复您。Our agents work {0}: leave a message and we will reply when we are back.",
-                        hours.business_hours
-                    ),
-                )
-            } else if online == 0 {
-                (None, "现在没有客服在线，您可以留言，客服上线后会第一时间回复您。No agent is online right now: leave a message and we will reply as soon as one is.".to_owned())
-            } else {
-                let seconds = self.config.agents.seconds_per_chat * position as u64 / online as u64;
-                (
-                    Some(seconds),
-                    format!(
-                        "您前面还有 {} 位顾客，请稍候。You are number {position} in the queue.",
-                        position - 1
-                    ),
-                )
-            };
-            desk.to_shopper(
-                *conversation,
-                ServerEvent::Queue {
-                    position,
-                    estimated_wait_seconds: estimate,
-                    agents_online: online,
-                    text,
-                },
-            );
-        }
-        let items = queue_items(desk, now);
-        for online in desk.agents.values() {
-            let _ = online.events.send(AgentEvent::Queue { waiting: items.clone() });
+        let (estimate, text) = if !hours.is_open(now.0) {
+            (
+                None,
+                format!(
+                    "现在是非工作时间（客服时间 {0}），您可以留言，我们上班后会第一时间回复您。Our agents work {0}: leave a message and we will reply when we are back.",
+                    hours.business_hours
+                ),
+            )
+        } else if online == 0 {
+            (None, "现在没有客服在线，您可以留言，客服上线后会第一时间回复您。No agent is online right now: leave a message and we will reply as soon as one is.".to_owned())
+        } else {
+            let seconds = hours.seconds_per_chat * position as u64 / online as u64;
+            (
+                Some(seconds),
+                format!(
+                    "您前面还有 {} 位顾客，请稍候。You are number {position} in the queue.",
+                    position - 1
+                ),
+            )
+        };
+        ServerEvent::Queue { position, estimated_wait_seconds: estimate, agents_online: online, text }
+    }
+
+    /// Tells one waiting shopper their place now, if their chat waits.
+    fn tell_place(&self, desk: &StoreDesk, conversation: ConversationId, now: Millis) {
+        if let Some(index) = desk.waiting().iter().position(|(id, _)| *id == conversation) {
+            desk.to_shopper(conversation, self.queue_notice(index + 1, desk.available(), now));
         }
     }
-}
 
-/// The waiting chats of a store, as agents see them.
-fn queue_items(desk: &StoreDesk, now: Millis) -> Vec<QueueItem> {
-    desk.waiting()
-        .iter()
-        .map(|(id, c)| QueueItem {
-            conversation_id: *id,
-            reason: c.reason,
-            priority: c.priority,
-            group: c.group.clone(),
-            waiting_seconds: u64::try_from((now.0 - c.queued_at.0).max(0) / 1000).unwrap_or(0),
-            last_message: c.last_text.clone(),
-        })
-        .collect()
+    /// Announces every queue that changed since the last call: each waiting shopper gets their
+    /// place and estimated wait, each agent online the queue. The server calls this every
+    /// `agents.queue_update_ms`, so however fast a queue changes, its agents get at most one
+    /// update per interval.
+    pub async fn announce_queues(&self) {
+        let now = Millis::now();
+        let mut state = self.state.lock().await;
+        for desk in state.values_mut().filter(|d| d.queue_changed) {
+            desk.queue_changed = false;
+            let waiting = desk.waiting();
+            let online = desk.available();
+            for (position, (conversation, _)) in waiting.iter().enumerate() {
+                desk.to_shopper(*conversation, self.queue_notice(position + 1, online, now));
+            }
+            desk.to_agents(&AgentEvent::Queue { waiting: queue_items(desk, now) });
+        }
+    }
 }

@@ -5,23 +5,28 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use crate::domain::{ChatStatus, ConversationId};
-use crate::escalation::{AgentCommand, AgentEvent, DeskError};
+use crate::escalation::{AgentCommand, AgentEvent, AgentLink, DeskError};
 use crate::store::AgentAccount;
 
 /// How long a new connection may take to sign in.
 const LOGIN_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a close frame may take to go out to a connection that stopped reading.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// The agents' HTTP routes.
 pub(super) fn routes() -> Router<AppState> {
@@ -114,28 +119,20 @@ fn error(code: &str, message: impl Into<String>) -> AgentEvent {
 }
 
 async fn serve(socket: WebSocket, state: AppState) {
-    let (mut sink, mut stream) = socket.split();
-    let (events, mut outbox) = mpsc::unbounded_channel::<AgentEvent>();
-    let writer = tokio::spawn(async move {
-        while let Some(event) = outbox.recv().await {
-            let Ok(json) = serde_json::to_string(&event) else { continue };
-            if sink.send(Message::Text(Utf8Bytes::from(json))).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let (sink, mut stream) = socket.split();
+    let (link, outbox) = AgentLink::new();
+    let writer = tokio::spawn(write_events(sink, outbox, link.signal()));
 
-    let Some((account, auto_assign)) = login(&state, &mut stream, &events).await else {
-        drop(events);
+    let Some((account, auto_assign)) = login(&state, &mut stream, &link).await else {
+        drop(link);
         let _ = writer.await;
         return;
     };
-    let conn = match state.desk.login(&account, auto_assign, events.clone(), state.clock.now()).await {
+    let conn = match state.desk.login(&account, auto_assign, link.clone(), state.clock.now()).await {
         Ok(conn) => conn,
         Err(e) => {
-            let _ = events.send(error("unavailable", format!("signing in failed: {e}")));
-            drop(events);
+            link.send(error("unavailable", format!("signing in failed: {e}")));
+            drop(link);
             let _ = writer.await;
             return;
         }
@@ -144,7 +141,7 @@ async fn serve(socket: WebSocket, state: AppState) {
     match state.insights.open_alerts(&account.store).await {
         Ok(open) => {
             for alert in &open {
-                let _ = events.send(AgentEvent::Alert { alert: alert.into() });
+                link.send(AgentEvent::Alert { alert: alert.into() });
             }
         }
         Err(e) => tracing::warn!(error = %e, "reading open alerts failed"),
@@ -152,6 +149,7 @@ async fn serve(socket: WebSocket, state: AppState) {
     loop {
         let frame = tokio::select! {
             () = state.shutdown.cancelled() => break,
+            () = link.fell_behind() => break,
             frame = stream.next() => frame,
         };
         match frame {
@@ -159,46 +157,79 @@ async fn serve(socket: WebSocket, state: AppState) {
             Some(Ok(Message::Text(text))) => match serde_json::from_str::<AgentCommand>(&text) {
                 Ok(command) => {
                     if let Some(event) = handle(&state, &account, command).await {
-                        let _ = events.send(event);
+                        link.send(event);
                     }
                 }
-                Err(e) => {
-                    let _ = events.send(error("invalid_frame", format!("not an agent command: {e}")));
-                }
+                Err(e) => link.send(error("invalid_frame", format!("not an agent command: {e}"))),
             },
             Some(Ok(_)) => {}
         }
     }
     state.desk.logout(&account.store, &account.name, conn, state.clock.now()).await;
     tracing::info!(store = %account.store, agent = account.name, "agent offline");
-    drop(events);
+    drop(link);
     let _ = writer.await;
+}
+
+/// Sends the agent's events in order until every sender is gone. A connection that falls
+/// [`crate::escalation::AGENT_OUTBOX`] events behind is closed (1008) instead of buffered: the
+/// console signs in again and gets the queue and its chats afresh.
+async fn write_events(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut outbox: mpsc::Receiver<AgentEvent>,
+    behind: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            biased;
+            () = behind.cancelled() => break,
+            event = outbox.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+        };
+        let Ok(json) = serde_json::to_string(&event) else { continue };
+        let sent = tokio::select! {
+            biased;
+            () = behind.cancelled() => break,
+            sent = sink.send(Message::Text(Utf8Bytes::from(json))) => sent,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+    if behind.is_cancelled() {
+        let reason = Utf8Bytes::from_static("too far behind: sign in again");
+        let close = Message::Close(Some(CloseFrame { code: close_code::POLICY, reason }));
+        let _ = tokio::time::timeout(CLOSE_WAIT, sink.send(close)).await;
+        return;
+    }
+    let _ = sink.close().await;
 }
 
 /// Waits for a valid `login` frame; tells the client why not otherwise.
 async fn login(
     state: &AppState,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    events: &mpsc::UnboundedSender<AgentEvent>,
+    events: &AgentLink,
 ) -> Option<(AgentAccount, bool)> {
     let frame = tokio::time::timeout(LOGIN_WAIT, stream.next()).await.ok()??.ok()?;
     let Message::Text(text) = frame else {
-        let _ = events.send(error("login_required", "send a login frame first"));
+        events.send(error("login_required", "send a login frame first"));
         return None;
     };
     let Ok(AgentCommand::Login { token, auto_assign }) = serde_json::from_str::<AgentCommand>(&text) else {
-        let _ = events
-            .send(error("login_required", "the first frame must be {\"type\": \"login\", \"token\": …}"));
+        events.send(error("login_required", "the first frame must be {\"type\": \"login\", \"token\": …}"));
         return None;
     };
     match state.desk.authenticate(&token).await {
         Ok(Some(account)) => Some((account, auto_assign)),
         Ok(None) => {
-            let _ = events.send(error("unauthorized", "that agent token is not valid"));
+            events.send(error("unauthorized", "that agent token is not valid"));
             None
         }
         Err(e) => {
-            let _ = events.send(error("unavailable", format!("signing in failed: {e}")));
+            events.send(error("unavailable", format!("signing in failed: {e}")));
             None
         }
     }

@@ -181,6 +181,11 @@ impl Client {
         self.ws.send(message).await.unwrap();
     }
 
+    /// Closes the connection.
+    pub(crate) async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+
     /// The next frame, which must be a JSON text frame.
     pub(crate) async fn recv(&mut self) -> Value {
         match self.next_message().await {
@@ -356,6 +361,26 @@ impl AgentClient {
                 return frame;
             }
         }
+    }
+
+    /// Every frame that arrives within `wait` (JSON frames, and `{"close": CODE}` for a close).
+    pub(crate) async fn frames_for(&mut self, wait: Duration) -> Vec<Value> {
+        let until = tokio::time::Instant::now() + wait;
+        let mut frames = Vec::new();
+        while let Ok(Some(next)) = tokio::time::timeout_at(until, self.ws.next()).await {
+            match next {
+                Ok(Message::Text(text)) => {
+                    frames.push(serde_json::from_str(&text).expect("agent frames are JSON"))
+                }
+                Ok(Message::Close(frame)) => {
+                    frames.push(json!({"close": frame.map(|f| u16::from(f.code))}));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        frames
     }
 
     /// Closes the connection.

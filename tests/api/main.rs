@@ -1,5 +1,6 @@
 //! End-to-end tests: the real server on port 0, real SQLite, real WebSockets.
 
+mod abuse;
 mod agents;
 mod alerts;
 mod bad_input;
