@@ -153,7 +153,8 @@ pub async fn import_pack(
         Some(config.content.intents_dir.clone()),
         Some(config.storage.data_dir.join("index")),
         Arc::clone(&db) as Arc<dyn Merchants>,
-    );
+    )
+    .with_limits(config.content.size_limits());
     bar.set_message(format!(
         "training and indexing {} FAQ entries and {} products",
         imported.pack.faq.len(),

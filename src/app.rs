@@ -76,6 +76,7 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
         Some(config.storage.data_dir.join("index")),
         Arc::clone(&merchants),
     )
+    .with_limits(config.content.size_limits())
     .with_encoder(encoder, store.clone() as Arc<dyn Embeddings>);
     let clock = Clock::system();
     if config.content.knowledge_dir.exists() {

@@ -212,6 +212,21 @@ pub struct ContentConfig {
     /// How often to pick up pack versions activated elsewhere (the CLI, another node), in
     /// seconds; 0 turns it off.
     pub reload_seconds: u64,
+    /// Longest FAQ answer a pack may hold, in characters; a longer one is refused with the
+    /// entry named.
+    pub max_answer_chars: usize,
+    /// Longest question or similar question, in characters.
+    pub max_question_chars: usize,
+}
+
+impl ContentConfig {
+    /// The pack size limits these settings make.
+    pub fn size_limits(&self) -> crate::knowledge::pack::SizeLimits {
+        crate::knowledge::pack::SizeLimits {
+            max_answer_chars: self.max_answer_chars,
+            max_question_chars: self.max_question_chars,
+        }
+    }
 }
 
 /// Shopper chat limits.
@@ -220,6 +235,8 @@ pub struct ContentConfig {
 pub struct ChatConfig {
     /// Longest message text accepted, in characters.
     pub max_message_chars: usize,
+    /// Longest client message id (and storefront shopper id) accepted, in characters.
+    pub max_id_chars: usize,
     /// Largest WebSocket frame accepted, in bytes; a larger one closes the connection.
     pub max_frame_bytes: usize,
     /// How many earlier messages a resumed conversation gets back.
@@ -448,13 +465,15 @@ impl Default for ContentConfig {
             intents_dir: PathBuf::from("./intents"),
             knowledge_dir: PathBuf::from("./knowledge"),
             reload_seconds: 2,
+            max_answer_chars: 5000,
+            max_question_chars: 500,
         }
     }
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        Self { max_message_chars: 2000, max_frame_bytes: 64 * 1024, history_limit: 50 }
+        Self { max_message_chars: 2000, max_id_chars: 128, max_frame_bytes: 64 * 1024, history_limit: 50 }
     }
 }
 
@@ -526,6 +545,15 @@ impl Config {
         self.agents.hours().map_err(ConfigError::Invalid)?;
         if !(10..=5_000).contains(&self.agents.queue_update_ms) {
             return Err(ConfigError::Invalid("agents.queue_update_ms must be between 10 and 5000".into()));
+        }
+        if self.content.max_answer_chars == 0
+            || self.content.max_question_chars == 0
+            || self.chat.max_id_chars == 0
+        {
+            return Err(ConfigError::Invalid(
+                "content.max_answer_chars, content.max_question_chars and chat.max_id_chars must be positive"
+                    .into(),
+            ));
         }
         if self.chat.max_message_chars == 0 || self.chat.max_frame_bytes < 1024 {
             return Err(ConfigError::Invalid(

@@ -229,6 +229,8 @@ pub enum ErrorCode {
     MessageTooLong,
     /// The message text is empty.
     EmptyMessage,
+    /// A message's `id`, or the hello's `shopper`, is empty or longer than the configured limit.
+    InvalidId,
     /// The `store` in the URL is not served here.
     UnknownStore,
     /// A `message` came before `hello`.

@@ -171,10 +171,13 @@ impl Session {
         shopper: Option<String>,
     ) -> Result<(), SessionError> {
         let shopper = shopper.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        if shopper.as_ref().is_some_and(|s| s.chars().count() > 128) {
-            return Err(
-                ProtocolError::new(ErrorCode::InvalidFrame, "'shopper' is at most 128 characters").into()
-            );
+        let max_id = self.config.chat.max_id_chars;
+        if shopper.as_ref().is_some_and(|s| s.chars().count() > max_id) {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidId,
+                format!("'shopper' is at most {max_id} characters"),
+            )
+            .into());
         }
         if self.conversation.is_some() {
             return Err(ProtocolError::new(
@@ -256,6 +259,15 @@ impl Session {
             return Err(
                 ProtocolError::new(ErrorCode::ConversationClosed, "this conversation is closed").into()
             );
+        }
+        let max_id = self.config.chat.max_id_chars;
+        let id_chars = id.0.chars().count();
+        if id.0.trim().is_empty() || id_chars > max_id {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidId,
+                format!("a message's 'id' must be 1 to {max_id} characters; this one has {id_chars}"),
+            )
+            .into());
         }
         let text = text.trim();
         if text.is_empty() {

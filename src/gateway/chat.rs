@@ -95,7 +95,7 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
             Some(Err(error)) => {
                 // Oversized frames and broken framing: the stream cannot be trusted any more.
                 tracing::debug!(%error, "websocket read failed");
-                break Some((close_code::SIZE, "frame too large or malformed"));
+                break Some(close_for(error));
             }
         };
         let error = match result {
@@ -128,6 +128,17 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
     session.finish().await;
     drop((session, out));
     let _ = writer.await;
+}
+
+/// The close frame for a stream that broke: 1009 for a frame over the limit, 1007 for text
+/// that is not UTF-8, 1002 for anything else the protocol forbids (bad opcodes, unmasked frames).
+fn close_for(error: axum::Error) -> Close {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match error.into_inner().downcast::<WsError>().map(|e| *e) {
+        Ok(WsError::Capacity(_)) => (close_code::SIZE, "frame too large"),
+        Ok(WsError::Utf8(_)) => (close_code::INVALID, "a text frame that is not UTF-8"),
+        _ => (close_code::PROTOCOL, "malformed frame"),
+    }
 }
 
 /// Sends events in order, then the close frame if one is asked for. Events already queued go

@@ -241,7 +241,58 @@ impl PackError {
     }
 }
 
+/// How large a pack's texts may be (`[content]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimits {
+    /// Longest answer, in characters (each language apart).
+    pub max_answer_chars: usize,
+    /// Longest question or similar question, in characters.
+    pub max_question_chars: usize,
+}
+
+impl Default for SizeLimits {
+    fn default() -> Self {
+        Self { max_answer_chars: 5000, max_question_chars: 500 }
+    }
+}
+
 impl Pack {
+    /// Checks every text against `limits` and lists each one over them, with where it is, how
+    /// long it is and the setting that bounds it.
+    pub fn check_sizes(&self, limits: SizeLimits) -> Result<(), PackError> {
+        let mut problems = Vec::new();
+        let mut check = |at: &str, field: &str, text: &str, max: usize, setting: &str| {
+            let chars = text.chars().count();
+            if chars > max {
+                problems.push(format!(
+                    "{at}: '{field}' has {chars} characters; at most {max} are accepted (content.{setting})"
+                ));
+            }
+        };
+        for (n, faq) in self.faq.iter().enumerate() {
+            let at = format!("faq #{} ({:?})", n + 1, faq.id);
+            for text in faq.question.variants() {
+                check(&at, "question", text, limits.max_question_chars, "max_question_chars");
+            }
+            for (k, similar) in faq.similar.iter().enumerate() {
+                check(
+                    &at,
+                    &format!("similar {}", k + 1),
+                    similar,
+                    limits.max_question_chars,
+                    "max_question_chars",
+                );
+            }
+            for (k, answer) in faq.all_answers().enumerate() {
+                let field = if k == 0 { "answer".to_owned() } else { format!("answer {}", k + 1) };
+                for text in answer.variants() {
+                    check(&at, &field, text, limits.max_answer_chars, "max_answer_chars");
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(PackError { problems }) }
+    }
+
     /// Reads `faq.toml` and `products.toml` from a store's directory and validates them.
     pub fn load_dir(dir: &Path) -> Result<Self, PackError> {
         let mut pack = Pack::default();

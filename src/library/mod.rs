@@ -27,6 +27,7 @@ use crate::domain::{Millis, StoreId};
 use crate::encoder::{Availability, EncoderSlot};
 use crate::intents::IntentSet;
 use crate::knowledge::formats::Format;
+use crate::knowledge::pack::SizeLimits;
 use crate::knowledge::{KnowledgeBase, KnowledgeError, Pack, PackError};
 use crate::store::{Embeddings, Merchants, NewPackVersion, PackVersion, StoreError};
 use crate::text::Analyzer;
@@ -74,6 +75,8 @@ pub struct Library {
     changing: tokio::sync::Mutex<()>,
     /// The sentence encoder, once it is running.
     encoder: EncoderSlot,
+    /// How large a pack's texts may be.
+    limits: SizeLimits,
     /// Where pack texts' vectors are kept.
     embeddings: Option<Arc<dyn Embeddings>>,
     /// What the last semantic index built for each store took.
@@ -120,7 +123,14 @@ impl Library {
             encoder: EncoderSlot::fixed(Availability::Unavailable("no encoder for this library".into())),
             embeddings: None,
             embedded: Arc::default(),
+            limits: SizeLimits::default(),
         }
+    }
+
+    /// The library with these pack size limits (the defaults otherwise).
+    pub fn with_limits(mut self, limits: SizeLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The library with the encoder (which may still be starting) and the embeddings' store:
@@ -336,6 +346,7 @@ impl Library {
         at: Millis,
     ) -> Result<PackVersion, PublishError> {
         pack.validate()?;
+        pack.check_sizes(self.limits)?;
         if self.shelf(store).is_none() && !self.merchants.stores().await?.contains(store) {
             return Err(PublishError::UnknownStore);
         }

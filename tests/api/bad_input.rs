@@ -27,6 +27,9 @@ async fn malformed_frames_get_error_codes_and_the_connection_stays_usable() {
             Message::text(json!({"type":"message","id":"c2","text":"长".repeat(201)}).to_string()),
             "message_too_long",
         ),
+        (Message::text(r#"{"type":"message","id":"","text":"x"}"#), "invalid_id"),
+        (Message::text(r#"{"type":"message","id":"  ","text":"x"}"#), "invalid_id"),
+        (Message::text(json!({"type":"message","id":"i".repeat(129),"text":"x"}).to_string()), "invalid_id"),
         (Message::binary(vec![1u8, 2, 3]), "binary_not_supported"),
         (Message::text(r#"{"type":"hello"}"#), "already_started"),
     ];
@@ -84,5 +87,31 @@ async fn an_oversized_frame_closes_the_connection_without_losing_earlier_message
     let resumed = again.hello(welcome["resume_token"].as_str()).await;
     assert_eq!(resumed["history"][0]["text"], "保修多久");
     assert_eq!(resumed["history"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn broken_framing_closes_with_the_code_that_names_it() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let app = spawn_app().await;
+    let cases = [
+        (Frame::message(vec![0xffu8, 0xfe, 0x41], OpCode::Data(Data::Text), true), CloseCode::Invalid),
+        (Frame::message(vec![1u8, 2], OpCode::Data(Data::Reserved(3)), true), CloseCode::Protocol),
+    ];
+    for (frame, code) in cases {
+        let mut shopper = app.connect("shop").await;
+        let welcome = shopper.hello(None).await;
+        shopper.ask("c1", "保修多久").await;
+        shopper.send_raw(Message::Frame(frame)).await;
+        match shopper.next_message().await {
+            Message::Close(Some(close)) => assert_eq!(close.code, code, "{close:?}"),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+        let mut again = app.connect("shop").await;
+        let resumed = again.hello(welcome["resume_token"].as_str()).await;
+        assert_eq!(resumed["history"].as_array().unwrap().len(), 2, "the answered message was kept");
+    }
     app.stop().await;
 }

@@ -105,6 +105,20 @@ async fn uploads_swap_answers_live_bad_uploads_change_nothing_and_rollback_survi
     let (status, body) = shop.upload("?format=json", r#"{"faq": [{"id": "x", "question": "q"#).await;
     assert_eq!(status, 422);
     assert!(body["problems"][0].as_str().unwrap().starts_with("JSON, line 1"), "{body}");
+    // Texts over the configured sizes are named, with their length and the setting.
+    let oversized = json!({"faq": [
+        {"id": "essay", "question": "退货政策全文", "answer": "退".repeat(5001)},
+        {"id": "rambling", "question": "问".repeat(501), "answer": "好的"},
+    ]});
+    let (status, body) = shop.upload("?format=json", oversized.to_string()).await;
+    assert_eq!(status, 422, "{body}");
+    let problems: Vec<&str> = body["problems"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(
+        problems[0],
+        r#"faq #1 ("essay"): 'answer' has 5001 characters; at most 5000 are accepted (content.max_answer_chars)"#,
+        "{body}"
+    );
+    assert!(problems[1].contains("'question' has 501 characters; at most 500"), "{body}");
     assert!(text(&shopper.ask("a3", "退货运费谁出").await).contains("即日起所有退货"));
 
     let (_, versions) = shop.get("/packs").await;
