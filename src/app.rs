@@ -93,6 +93,7 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
     let desk = Desk::open(store.clone() as Arc<dyn Agents>, Arc::clone(&library), Arc::clone(&config))
         .await
         .context("loading the queue")?;
+    let limits = Arc::new(crate::gateway::Limits::new(&config.limits));
     Ok(AppState {
         config,
         insights: store.clone() as Arc<dyn Insights>,
@@ -105,6 +106,7 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
         clock,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
+        limits,
     })
 }
 
@@ -206,10 +208,8 @@ pub async fn run(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, crate::gateway::router(state))
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await
-        .context("serving")?;
+    let app = crate::gateway::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await.context("serving")?;
     connections.close();
     connections.wait().await;
     store.close().await;

@@ -34,8 +34,68 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Spike alerts: a topic asked about far more often than usual.
     pub alerts: AlertsConfig,
+    /// Rate limits on shoppers' messages and API requests.
+    pub limits: LimitsConfig,
     /// Per-store settings, by store name: `[stores.demo.triage]`.
     pub stores: BTreeMap<String, StoreSettings>,
+}
+
+/// A rate: `per_second` on average, with bursts of up to `burst`. `per_second = 0` is no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// How many a second, on average.
+    pub per_second: f64,
+    /// How many at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// No limit.
+    pub const OFF: Rate = Rate { per_second: 0.0, burst: 0 };
+
+    /// Whether this is no limit.
+    pub fn is_off(self) -> bool {
+        self.per_second <= 0.0
+    }
+}
+
+/// Rate limits. A frame over one is refused with a `rate_limited` error (HTTP 429 on the API)
+/// and nothing is stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Frames one shopper connection may send.
+    pub messages_per_connection: Rate,
+    /// Frames all shopper connections from one address (an IPv6 /64) may send together.
+    pub messages_per_address: Rate,
+    /// Messages all of one store's shoppers may send together.
+    pub messages_per_store: Rate,
+    /// Requests to the merchant and agent APIs from one address.
+    pub requests_per_address: Rate,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            messages_per_connection: Rate { per_second: 2.0, burst: 20 },
+            messages_per_address: Rate { per_second: 50.0, burst: 200 },
+            messages_per_store: Rate { per_second: 2000.0, burst: 4000 },
+            requests_per_address: Rate { per_second: 20.0, burst: 200 },
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// No limits at all (for load tests on one's own machine).
+    pub fn off() -> Self {
+        Self {
+            messages_per_connection: Rate::OFF,
+            messages_per_address: Rate::OFF,
+            messages_per_store: Rate::OFF,
+            requests_per_address: Rate::OFF,
+        }
+    }
 }
 
 /// Settings of one store that differ from the deployment's.

@@ -210,6 +210,9 @@ pub enum ServerEvent {
         code: ErrorCode,
         /// A human-readable explanation.
         message: String,
+        /// For `rate_limited`: how long to wait before sending again, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -245,6 +248,9 @@ pub enum ErrorCode {
     Unavailable,
     /// A rating outside 1–5, for a conversation that is not closed, or rated twice.
     InvalidRating,
+    /// Over a rate limit (this connection's, its address's or its store's): nothing was
+    /// stored; send again after `retry_after_ms`.
+    RateLimited,
     /// A vote on something that is not a bot reply of this conversation.
     InvalidFeedback,
 }
@@ -257,18 +263,26 @@ pub struct ProtocolError {
     pub code: ErrorCode,
     /// The explanation for the client's developer.
     pub message: String,
+    /// How long to wait before sending again, in milliseconds (`rate_limited`).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ProtocolError {
     /// An error with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), retry_after_ms: None }
+    }
+
+    /// The same error, telling the client to wait `ms` milliseconds.
+    pub fn with_retry_after(mut self, ms: u64) -> Self {
+        self.retry_after_ms = Some(ms);
+        self
     }
 }
 
 impl From<ProtocolError> for ServerEvent {
     fn from(err: ProtocolError) -> Self {
-        ServerEvent::Error { code: err.code, message: err.message }
+        ServerEvent::Error { code: err.code, message: err.message, retry_after_ms: err.retry_after_ms }
     }
 }
 

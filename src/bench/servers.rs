@@ -32,6 +32,10 @@ impl Server {
         if let Some(dir) = model_dir {
             command.env("MIBOT_ENCODER__MODEL_DIR", dir);
         }
+        // bench measures how fast the server answers, from one address: no rate limits.
+        for limit in ["MESSAGES_PER_CONNECTION", "MESSAGES_PER_ADDRESS", "MESSAGES_PER_STORE"] {
+            command.env(format!("MIBOT_LIMITS__{limit}__PER_SECOND"), "0.0");
+        }
         let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(&data_dir)

@@ -2,10 +2,11 @@
 //! writer task that owns the sink. Everything else sends to the writer through a bounded
 //! channel.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -13,8 +14,9 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
+use super::ConnectionLimit;
 use crate::domain::StoreId;
-use crate::protocol::{ErrorCode, ProtocolError, ServerEvent, parse_client_event};
+use crate::protocol::{ClientEvent, ErrorCode, ProtocolError, ServerEvent, parse_client_event};
 use crate::session::{Services, Session, SessionError};
 
 /// The WebSocket read buffer per connection.
@@ -29,6 +31,7 @@ pub(super) struct ChatParams {
 /// Upgrades to the chat protocol.
 pub(super) async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(params): Query<ChatParams>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -40,13 +43,13 @@ pub(super) async fn upgrade(
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| connections.track_future(serve(socket, state, params.store)))
+        .on_upgrade(move |socket| connections.track_future(serve(socket, state, params.store, peer.ip())))
 }
 
 /// A close frame for the writer to send last.
 type Close = (u16, &'static str);
 
-async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
+async fn serve(socket: WebSocket, state: AppState, store: Option<String>, peer: IpAddr) {
     let (sink, mut stream) = socket.split();
     let (out, out_rx) = mpsc::channel::<ServerEvent>(64);
     let (close, close_rx) = oneshot::channel::<Close>();
@@ -74,7 +77,8 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
         clock: state.clock.clone(),
         metrics: Arc::clone(&state.metrics),
     };
-    let mut session = Session::new(store_id, services, out.clone());
+    let mut own_limit = state.limits.connection();
+    let mut session = Session::new(store_id.clone(), services, out.clone());
     let close_with = loop {
         let frame = tokio::select! {
             () = state.shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
@@ -82,10 +86,22 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
         };
         let result = match frame {
             None | Some(Ok(Message::Close(_))) => break None,
-            Some(Ok(Message::Text(text))) => match parse_client_event(&text) {
-                Ok(event) => session.handle(event).await,
+            Some(Ok(Message::Text(text))) => match limit(&state, &mut own_limit, peer, None) {
                 Err(error) => Err(error.into()),
+                Ok(()) => match parse_client_event(&text) {
+                    Ok(event @ ClientEvent::Message { .. }) => {
+                        match limit(&state, &mut own_limit, peer, Some(&store_id)) {
+                            Ok(()) => session.handle(event).await,
+                            Err(error) => Err(error.into()),
+                        }
+                    }
+                    Ok(event) => session.handle(event).await,
+                    Err(error) => Err(error.into()),
+                },
             },
+            Some(Ok(Message::Binary(_))) if limit(&state, &mut own_limit, peer, None).is_err() => {
+                Err(ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down").into())
+            }
             Some(Ok(Message::Binary(_))) => Err(ProtocolError::new(
                 ErrorCode::BinaryNotSupported,
                 "binary frames are not part of the protocol; send JSON text frames",
@@ -128,6 +144,24 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>) {
     session.finish().await;
     drop((session, out));
     let _ = writer.await;
+}
+
+/// Takes one frame from the connection's and the address's limits, or, with `store`, one
+/// message from the store's; the error says which limit and when to send again.
+fn limit(
+    state: &AppState,
+    own: &mut ConnectionLimit,
+    peer: IpAddr,
+    store: Option<&StoreId>,
+) -> Result<(), ProtocolError> {
+    let taken = match store {
+        None => own.take().and_then(|()| state.limits.address(peer)),
+        Some(store) => state.limits.store(store),
+    };
+    taken.map_err(|limited| {
+        ProtocolError::new(ErrorCode::RateLimited, limited.explain())
+            .with_retry_after(limited.retry_after().as_millis().try_into().unwrap_or(u64::MAX).max(1))
+    })
 }
 
 /// The close frame for a stream that broke: 1009 for a frame over the limit, 1007 for text

@@ -10,8 +10,11 @@
 
 mod agent;
 mod chat;
+mod limits;
 mod merchant;
 mod pages;
+
+pub use limits::{ConnectionLimit, Limited, Limits};
 
 use std::sync::Arc;
 
@@ -52,6 +55,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks open WebSocket tasks, so shutdown can wait for them.
     pub connections: TaskTracker,
+    /// Rate limits shared by every connection and request.
+    pub limits: Arc<Limits>,
 }
 
 /// The HTTP router.
@@ -65,7 +70,33 @@ pub fn router(state: AppState) -> Router {
         .merge(merchant::routes(&state))
         .merge(pages::routes())
         .merge(agent::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_api))
         .with_state(state)
+}
+
+/// Refuses an API request over its address's rate limit with 429, `Retry-After` and a JSON
+/// body saying when to try again.
+async fn limit_api(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let peer =
+        request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    if let (true, Some(peer)) = (request.uri().path().starts_with("/api/"), peer)
+        && let Err(wait) = state.limits.request(peer)
+    {
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let body = serde_json::json!({
+            "error": "rate_limited",
+            "message": format!("too many requests from your address; try again in {ms} ms"),
+            "retry_after_ms": ms,
+        });
+        let headers = [(axum::http::header::RETRY_AFTER, ms.div_ceil(1000).to_string())];
+        return (axum::http::StatusCode::TOO_MANY_REQUESTS, headers, axum::Json(body)).into_response();
+    }
+    next.run(request).await
 }
 
 /// Whether the server serves everything it will: every store loaded, and the encoder either

@@ -79,3 +79,71 @@ async fn queue_updates_are_gathered_carry_previews_and_hellos_announce_nothing()
     drop(waiting);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_is_refused_with_rate_limited_and_nothing_over_the_limit_is_stored() {
+    use mibot::config::Rate;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.limits.messages_per_connection = Rate { per_second: 2.0, burst: 5 };
+    config.limits.messages_per_address = Rate { per_second: 1.0, burst: 8 };
+    config.limits.requests_per_address = Rate { per_second: 1.0, burst: 3 };
+    let app = spawn_with(config).await;
+
+    // One connection sends 40 messages as fast as it can: its burst is stored and answered,
+    // the rest refused, each with when to send again.
+    let mut shopper = app.connect("shop").await;
+    let welcome = shopper.hello(None).await;
+    for n in 0..40 {
+        shopper.send(serde_json::json!({"type": "message", "id": format!("f{n}"), "text": "保修多久"})).await;
+    }
+    let (mut acked, mut limited) = (0, 0);
+    while acked + limited < 40 {
+        let frame = shopper.recv().await;
+        match frame["type"].as_str() {
+            Some("ack") => acked += 1,
+            Some("error") => {
+                assert_eq!(frame["code"], "rate_limited", "{frame}");
+                assert!(frame["message"].as_str().unwrap().contains("this connection"), "{frame}");
+                assert!(frame["retry_after_ms"].as_u64().unwrap() > 0, "{frame}");
+                limited += 1;
+            }
+            _ => {}
+        }
+    }
+    // The hello took one of the burst's five tokens.
+    assert!((4..=5).contains(&acked), "{acked} acked");
+    drop(shopper);
+    let mut check = app.connect("shop").await;
+    let resumed = check.hello(welcome["resume_token"].as_str()).await;
+    let shopper_lines =
+        resumed["history"].as_array().unwrap().iter().filter(|m| m["role"] == "shopper").count();
+    assert_eq!(shopper_lines, acked, "exactly what was acknowledged is stored");
+
+    // New connections from the same address share its limit.
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let mut another = app.connect("shop").await;
+        another.send(serde_json::json!({"type": "hello"})).await;
+        codes.push(another.recv().await["code"].as_str().unwrap_or("welcome").to_owned());
+    }
+    assert!(codes.iter().any(|c| c == "rate_limited"), "{codes:?}");
+
+    // The API answers 429 with Retry-After.
+    let url = format!("http://{}/api/v1/stores/shop", app.addr);
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for _ in 0..6 {
+        let response = reqwest::get(&url).await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "rate_limited", "{body}");
+        }
+    }
+    assert!(statuses[..3].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    app.stop().await;
+}

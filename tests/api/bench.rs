@@ -5,7 +5,18 @@ use std::time::Duration;
 
 use mibot::bench::{Load, drive};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_with, test_config};
+
+/// A server without rate limits: bench drives it flat out from one address, as `mibot bench`
+/// does its own server.
+async fn unlimited() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.limits = mibot::config::LimitsConfig::off();
+    let mut app = spawn_with(config).await;
+    app._dir = Some(dir);
+    app
+}
 
 fn load(
     app: &TestApp,
@@ -20,7 +31,7 @@ fn load(
 
 #[tokio::test]
 async fn bench_counts_replies_and_handoffs_exactly() {
-    let app = spawn_app().await;
+    let app = unlimited().await;
     let load = load(&app, 3, Duration::from_millis(1500), None, 1);
     let measured = drive(&load).await.expect("the run completes");
     assert_eq!(measured.errors, 0, "{measured:?}");
@@ -52,7 +63,7 @@ async fn bench_paces_a_set_rate_and_refuses_other_hosts() {
 
 #[tokio::test]
 async fn bench_holds_idle_connections_each_with_a_conversation() {
-    let app = spawn_app().await;
+    let app = unlimited().await;
     let url = format!("ws://{}/ws/chat?store=shop", app.addr);
     let mut idle = mibot::bench::open_idle(&url, 300).await.expect("loopback");
     assert_eq!((idle.held(), idle.failed), (300, 0));

@@ -26,7 +26,7 @@ pub(crate) struct TestApp {
     pub(crate) library: Arc<Library>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
-    _dir: Option<tempfile::TempDir>,
+    pub(crate) _dir: Option<tempfile::TempDir>,
 }
 
 fn repo() -> PathBuf {

@@ -1,0 +1,255 @@
+//! Rate limits: token buckets per connection, per client address and per store, so that no
+//! client can have the server store and answer messages as fast as it can send them.
+//!
+//! A bucket holds up to `burst` tokens and refills at `per_second`; each message takes one.
+//! Buckets keyed by address or store live in a map that never holds more than
+//! [`MAX_TRACKED`] keys: full buckets (clients quiet long enough to have their whole burst
+//! back) are dropped first, and if that is not enough, new keys share one overflow bucket.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::{LimitsConfig, Rate};
+use crate::domain::StoreId;
+
+/// Most addresses (or stores) tracked at once.
+pub(super) const MAX_TRACKED: usize = 100_000;
+
+/// One token bucket.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket for `rate`.
+    pub(super) fn full(rate: Rate, now: Instant) -> Self {
+        Self { tokens: rate.burst as f64, at: now }
+    }
+
+    fn refill(&mut self, rate: Rate, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst as f64);
+        self.at = now;
+    }
+
+    /// Takes a token, or says how long until one is there.
+    pub(super) fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
+        if rate.is_off() {
+            return Ok(());
+        }
+        self.refill(rate, now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate.per_second))
+        }
+    }
+
+    fn is_full(&self, rate: Rate, now: Instant) -> bool {
+        let mut copy = *self;
+        copy.refill(rate, now);
+        copy.tokens >= rate.burst as f64
+    }
+}
+
+/// Buckets by key, bounded in number.
+#[derive(Debug)]
+pub(super) struct Keyed<K> {
+    rate: Rate,
+    inner: Mutex<Tracked<K>>,
+}
+
+#[derive(Debug)]
+struct Tracked<K> {
+    buckets: HashMap<K, Bucket>,
+    /// Shared by new keys while the map is full of busy ones.
+    overflow: Bucket,
+    /// When full buckets were last dropped: at most once a second, however many keys arrive.
+    swept: Instant,
+}
+
+impl<K: Hash + Eq + Clone> Keyed<K> {
+    /// Buckets that each allow `rate`.
+    pub(super) fn new(rate: Rate) -> Self {
+        let now = Instant::now();
+        let tracked = Tracked { buckets: HashMap::new(), overflow: Bucket::full(rate, now), swept: now };
+        Self { rate, inner: Mutex::new(tracked) }
+    }
+
+    /// Takes a token from `key`'s bucket.
+    pub(super) fn take(&self, key: &K) -> Result<(), Duration> {
+        if self.rate.is_off() {
+            return Ok(());
+        }
+        let (now, rate) = (Instant::now(), self.rate);
+        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tracked = &mut *guard;
+        if let Some(bucket) = tracked.buckets.get_mut(key) {
+            return bucket.take(rate, now);
+        }
+        if tracked.buckets.len() >= MAX_TRACKED && now.duration_since(tracked.swept) >= Duration::from_secs(1)
+        {
+            tracked.buckets.retain(|_, bucket| !bucket.is_full(rate, now));
+            tracked.swept = now;
+        }
+        if tracked.buckets.len() >= MAX_TRACKED {
+            return tracked.overflow.take(rate, now);
+        }
+        tracked.buckets.entry(key.clone()).or_insert_with(|| Bucket::full(rate, now)).take(rate, now)
+    }
+
+    /// How many keys are tracked now.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).buckets.len()
+    }
+}
+
+/// The key an address is limited by: itself for IPv4, its /64 network for IPv6 (one host
+/// commonly holds a whole /64).
+pub(super) fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// Which limit a message ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// This connection's.
+    Connection(Duration),
+    /// The client address's, shared by all its connections.
+    Address(Duration),
+    /// The store's, shared by all its shoppers.
+    Store(Duration),
+}
+
+impl Limited {
+    /// How long until the message would be taken.
+    pub fn retry_after(self) -> Duration {
+        match self {
+            Self::Connection(d) | Self::Address(d) | Self::Store(d) => d,
+        }
+    }
+
+    /// The sentence shoppers' and merchants' clients show.
+    pub fn explain(self) -> String {
+        let whose = match self {
+            Self::Connection(_) => "this connection",
+            Self::Address(_) => "your network address",
+            Self::Store(_) => "this store",
+        };
+        let ms = self.retry_after().as_millis().max(1);
+        format!("too many messages from {whose}; nothing was stored, send it again in {ms} ms")
+    }
+}
+
+/// The deployment's shared limits (per address and per store).
+#[derive(Debug)]
+pub struct Limits {
+    config: LimitsConfig,
+    addresses: Keyed<IpAddr>,
+    stores: Keyed<StoreId>,
+    requests: Keyed<IpAddr>,
+}
+
+impl Limits {
+    /// The limits `config` sets.
+    pub fn new(config: &LimitsConfig) -> Self {
+        Self {
+            config: config.clone(),
+            addresses: Keyed::new(config.messages_per_address),
+            stores: Keyed::new(config.messages_per_store),
+            requests: Keyed::new(config.requests_per_address),
+        }
+    }
+
+    /// A new connection's own bucket.
+    pub fn connection(&self) -> ConnectionLimit {
+        let rate = self.config.messages_per_connection;
+        ConnectionLimit { rate, bucket: Bucket::full(rate, Instant::now()) }
+    }
+
+    /// Takes one frame from `address`'s bucket: every frame counts, so that floods of bad
+    /// frames are limited too.
+    pub fn address(&self, address: IpAddr) -> Result<(), Limited> {
+        self.addresses.take(&address_key(address)).map_err(Limited::Address)
+    }
+
+    /// Takes one message from `store`'s bucket.
+    pub fn store(&self, store: &StoreId) -> Result<(), Limited> {
+        self.stores.take(store).map_err(Limited::Store)
+    }
+
+    /// Takes one HTTP request of the merchant and agent APIs from `address`.
+    pub fn request(&self, address: IpAddr) -> Result<(), Duration> {
+        self.requests.take(&address_key(address))
+    }
+}
+
+/// One connection's bucket, owned by its task.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    rate: Rate,
+    bucket: Bucket,
+}
+
+impl ConnectionLimit {
+    /// Takes one frame.
+    pub fn take(&mut self) -> Result<(), Limited> {
+        self.bucket.take(self.rate, Instant::now()).map_err(Limited::Connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        let rate = Rate { per_second: 10.0, burst: 3 };
+        let start = Instant::now();
+        let mut bucket = Bucket::full(rate, start);
+        for _ in 0..3 {
+            assert!(bucket.take(rate, start).is_ok());
+        }
+        let wait = bucket.take(rate, start).unwrap_err();
+        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(bucket.take(rate, start + Duration::from_millis(100)).is_ok(), "one token back after 100 ms");
+        assert!(bucket.take(rate, start + Duration::from_millis(100)).is_err());
+        assert!(bucket.take(Rate::OFF, start).is_ok(), "an off limit never refuses");
+    }
+
+    #[test]
+    fn keyed_buckets_are_apart_and_bounded() {
+        let keyed = Keyed::new(Rate { per_second: 1.0, burst: 1 });
+        assert!(keyed.take(&1u32).is_ok());
+        assert!(keyed.take(&1u32).is_err(), "key 1 spent its burst");
+        assert!(keyed.take(&2u32).is_ok(), "key 2 has its own");
+        for key in 3..(MAX_TRACKED as u32 + 10) {
+            let _ = keyed.take(&key);
+        }
+        assert!(keyed.tracked() <= MAX_TRACKED, "{}", keyed.tracked());
+    }
+
+    #[test]
+    fn an_ipv6_network_is_one_address() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "10.0.0.7".parse::<IpAddr>().unwrap());
+    }
+}
