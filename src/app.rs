@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -204,12 +203,9 @@ pub async fn run(
     });
     tracing::info!(addr = %listener.local_addr()?, "listening");
     // Chat frames are small: without TCP_NODELAY, Nagle's algorithm and delayed ACKs add
-    // tens of milliseconds to a reply.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = crate::gateway::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await.context("serving")?;
+    // tens of milliseconds to a reply (the listener sets it on every connection).
+    let server = state.config.server.clone();
+    crate::gateway::serve(listener, crate::gateway::router(state), server, token).await;
     connections.close();
     connections.wait().await;
     store.close().await;

@@ -250,6 +250,16 @@ impl Default for MerchantConfig {
 pub struct ServerConfig {
     /// Address and port to listen on.
     pub listen: SocketAddr,
+    /// Most connections open at once, of every kind; keep it below the process's file
+    /// descriptor limit (`ulimit -n`). A connection over it is answered 503 and closed.
+    pub max_connections: usize,
+    /// Of those, how many only agents, merchants and operators may use: shoppers' chats are
+    /// refused (503) once the rest are taken.
+    pub kept_for_staff: usize,
+    /// Most connections open at once from one address (an IPv6 /64).
+    pub max_connections_per_address: usize,
+    /// How long a client may take to send a request's headers, in seconds.
+    pub header_timeout_seconds: u64,
 }
 
 /// Storage settings.
@@ -301,6 +311,12 @@ pub struct ChatConfig {
     pub max_frame_bytes: usize,
     /// How many earlier messages a resumed conversation gets back.
     pub history_limit: u32,
+    /// How long a new connection may take to say `hello`, in seconds.
+    pub hello_timeout_seconds: u64,
+    /// The server pings a connection it has sent nothing to for this many seconds.
+    pub ping_seconds: u64,
+    /// A connection that sent nothing (not even a pong) for this many seconds is closed.
+    pub idle_timeout_seconds: u64,
 }
 
 /// Triage thresholds, on the fused confidence (0 to 1) that the best entry is right.
@@ -509,7 +525,13 @@ impl Default for EncoderConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 16_000,
+            kept_for_staff: 500,
+            max_connections_per_address: 1_000,
+            header_timeout_seconds: 10,
+        }
     }
 }
 
@@ -533,7 +555,15 @@ impl Default for ContentConfig {
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        Self { max_message_chars: 2000, max_id_chars: 128, max_frame_bytes: 64 * 1024, history_limit: 50 }
+        Self {
+            max_message_chars: 2000,
+            max_id_chars: 128,
+            max_frame_bytes: 64 * 1024,
+            history_limit: 50,
+            hello_timeout_seconds: 15,
+            ping_seconds: 30,
+            idle_timeout_seconds: 90,
+        }
     }
 }
 
@@ -603,6 +633,28 @@ impl Config {
         }
         self.triage.validate().map_err(ConfigError::Invalid)?;
         self.agents.hours().map_err(ConfigError::Invalid)?;
+        let chat = &self.chat;
+        if chat.hello_timeout_seconds == 0
+            || chat.ping_seconds == 0
+            || chat.idle_timeout_seconds <= chat.ping_seconds
+        {
+            return Err(ConfigError::Invalid(
+                "chat.hello_timeout_seconds and chat.ping_seconds must be positive, and chat.idle_timeout_seconds \
+                 longer than chat.ping_seconds"
+                    .into(),
+            ));
+        }
+        let server = &self.server;
+        if server.kept_for_staff >= server.max_connections
+            || server.max_connections_per_address == 0
+            || server.header_timeout_seconds == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server.kept_for_staff must be below server.max_connections, and \
+                 server.max_connections_per_address and server.header_timeout_seconds positive"
+                    .into(),
+            ));
+        }
         if !(10..=5_000).contains(&self.agents.queue_update_ms) {
             return Err(ConfigError::Invalid("agents.queue_update_ms must be between 10 and 5000".into()));
         }

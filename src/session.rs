@@ -83,6 +83,11 @@ pub struct Services {
 }
 
 impl Session {
+    /// Whether the shopper has said hello.
+    pub fn started(&self) -> bool {
+        self.conversation.is_some()
+    }
+
     /// A session with a shopper of `store_id`, sending its events to `out`.
     pub fn new(store_id: StoreId, services: Services, out: mpsc::Sender<ServerEvent>) -> Self {
         let Services { library, desk, store, insights, config, clock, metrics } = services;

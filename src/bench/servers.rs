@@ -36,6 +36,10 @@ impl Server {
         for limit in ["MESSAGES_PER_CONNECTION", "MESSAGES_PER_ADDRESS", "MESSAGES_PER_STORE"] {
             command.env(format!("MIBOT_LIMITS__{limit}__PER_SECOND"), "0.0");
         }
+        // Every connection comes from this machine; the process's descriptors are the bound.
+        command
+            .env("MIBOT_SERVER__MAX_CONNECTIONS", "1000000")
+            .env("MIBOT_SERVER__MAX_CONNECTIONS_PER_ADDRESS", "1000000");
         let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(&data_dir)

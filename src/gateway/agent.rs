@@ -106,12 +106,21 @@ async fn conversation(
 }
 
 /// Upgrades to the agent protocol.
-pub(super) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(super) async fn upgrade(
+    State(state): State<AppState>,
+    place: Option<axum::Extension<std::sync::Arc<super::Admitted>>>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let connections = state.connections.clone();
     ws.max_message_size(state.config.chat.max_frame_bytes)
         .read_buffer_size(super::chat::READ_BUFFER)
         .write_buffer_size(super::chat::READ_BUFFER)
-        .on_upgrade(move |socket| connections.track_future(serve(socket, state)))
+        .on_upgrade(move |socket| {
+            connections.track_future(async move {
+                serve(socket, state).await;
+                drop(place);
+            })
+        })
 }
 
 fn error(code: &str, message: impl Into<String>) -> AgentEvent {

@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
@@ -12,9 +14,10 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::AppState;
-use super::ConnectionLimit;
+use super::{Admitted, ConnectionLimit};
 use crate::domain::StoreId;
 use crate::protocol::{ClientEvent, ErrorCode, ProtocolError, ServerEvent, parse_client_event};
 use crate::session::{Services, Session, SessionError};
@@ -32,9 +35,14 @@ pub(super) struct ChatParams {
 pub(super) async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    place: Option<Extension<Arc<Admitted>>>,
     Query(params): Query<ChatParams>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let server = &state.config.server;
+    if place.as_ref().is_some_and(|p| p.open_now() > server.max_connections - server.kept_for_staff) {
+        return full();
+    }
     let max = state.config.chat.max_frame_bytes;
     let connections = state.connections.clone();
     // Chat frames are small: a 4 KiB read buffer (tungstenite's default is 128 KiB) keeps an idle
@@ -43,7 +51,24 @@ pub(super) async fn upgrade(
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| connections.track_future(serve(socket, state, params.store, peer.ip())))
+        .on_upgrade(move |socket| {
+            // The connection keeps its place among the open ones until it closes.
+            connections.track_future(async move {
+                serve(socket, state, params.store, peer.ip()).await;
+                drop(place);
+            })
+        })
+}
+
+/// The refusal when shoppers' share of connections is taken: the rest is kept for staff.
+fn full() -> Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({
+        "error": "server_full",
+        "message": "too many shoppers are connected; try again in a few seconds",
+    });
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::RETRY_AFTER, "5")], axum::Json(body))
+        .into_response()
 }
 
 /// A close frame for the writer to send last.
@@ -53,7 +78,8 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>, peer: 
     let (sink, mut stream) = socket.split();
     let (out, out_rx) = mpsc::channel::<ServerEvent>(64);
     let (close, close_rx) = oneshot::channel::<Close>();
-    let writer = tokio::spawn(write_frames(sink, out_rx, close_rx));
+    let ping_every = Duration::from_secs(state.config.chat.ping_seconds);
+    let writer = tokio::spawn(write_frames(sink, out_rx, close_rx, ping_every));
 
     let served =
         store.as_deref().and_then(|s| StoreId::parse(s).ok()).filter(|id| state.library.get(id).is_some());
@@ -79,9 +105,21 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>, peer: 
     };
     let mut own_limit = state.limits.connection();
     let mut session = Session::new(store_id.clone(), services, out.clone());
+    let chat = &state.config.chat;
+    let hello_by = Instant::now() + Duration::from_secs(chat.hello_timeout_seconds);
+    let idle = Duration::from_secs(chat.idle_timeout_seconds);
     let close_with = loop {
+        let deadline =
+            if session.started() { Instant::now() + idle } else { hello_by.min(Instant::now() + idle) };
         let frame = tokio::select! {
             () = state.shutdown.cancelled() => break Some((close_code::AWAY, "server shutting down")),
+            () = tokio::time::sleep_until(deadline) => {
+                break Some(if session.started() {
+                    (close_code::POLICY, "nothing heard for too long")
+                } else {
+                    (close_code::POLICY, "no hello in time")
+                });
+            }
             frame = stream.next() => frame,
         };
         let result = match frame {
@@ -176,15 +214,25 @@ fn close_for(error: axum::Error) -> Close {
 }
 
 /// Sends events in order, then the close frame if one is asked for. Events already queued go
-/// out before the close frame.
+/// out before the close frame. Pings go out every `ping_every`.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
     mut events: mpsc::Receiver<ServerEvent>,
     mut close: oneshot::Receiver<Close>,
+    ping_every: Duration,
 ) {
+    // A ping every so often, which a live client answers by itself: a connection that is gone
+    // without a word is noticed by the reader's idle timeout.
+    let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     let close_frame = loop {
         let event = tokio::select! {
             biased;
+            _ = pings.tick() => {
+                if sink.send(Message::Ping(axum::body::Bytes::new())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             event = events.recv() => match event {
                 Some(event) => event,
                 None => break close.try_recv().ok(),

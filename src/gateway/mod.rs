@@ -11,10 +11,12 @@
 mod agent;
 mod chat;
 mod limits;
+mod listener;
 mod merchant;
 mod pages;
 
 pub use limits::{ConnectionLimit, Limited, Limits};
+pub use listener::{Admitted, Open, serve};
 
 use std::sync::Arc;
 

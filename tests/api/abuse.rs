@@ -147,3 +147,145 @@ async fn a_flood_is_refused_with_rate_limited_and_nothing_over_the_limit_is_stor
     assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn connections_without_a_hello_or_any_sign_of_life_are_closed() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.chat.hello_timeout_seconds = 1;
+    config.chat.ping_seconds = 1;
+    config.chat.idle_timeout_seconds = 2;
+    let app = spawn_with(config).await;
+
+    let started = Instant::now();
+    let mut silent = app.connect("shop").await;
+    match silent.next_message().await {
+        Message::Close(Some(close)) => {
+            assert_eq!(close.code, CloseCode::Policy);
+            assert!(close.reason.contains("hello"), "{close:?}");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // A live client answers the pings (tungstenite does while it reads) and stays.
+    let mut live = app.connect("shop").await;
+    live.hello(None).await;
+    let until = tokio::time::Instant::now() + Duration::from_millis(3500);
+    while let Ok(Some(frame)) = tokio::time::timeout_at(until, live.ws.next()).await {
+        assert!(!matches!(frame, Ok(Message::Close(_))), "a live connection was closed: {frame:?}");
+    }
+    assert_eq!(live.ask("l1", "保修多久").await["kind"], "answer");
+
+    // One that stops reading answers no ping, and is closed.
+    let mut gone = app.connect("shop").await;
+    gone.hello(None).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Its pings, then the close frame; answering a ping by then may find the socket shut.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), gone.ws.next()).await.expect("the server acts") {
+            Some(Ok(Message::Close(close))) => {
+                assert_eq!(close.map(|c| c.code), Some(CloseCode::Policy));
+                break;
+            }
+            Some(Ok(_)) => continue,
+            // The server has shut the socket.
+            None | Some(Err(_)) => break,
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn connection_floods_are_refused_with_503_and_room_is_kept_for_staff() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.server.header_timeout_seconds = 1;
+    config.server.max_connections = 8;
+    config.server.kept_for_staff = 3;
+    config.server.max_connections_per_address = 7;
+    let app = spawn_with(config).await;
+
+    // Slow headers: one line at a time, never finished. The server hangs up.
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: mibot\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(6) {
+        if slow.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(300), slow.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => {} // a 408, then the end
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "a request whose headers never end is cut off");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+
+    // Five shoppers take their share (8 places, 3 kept for staff); the sixth is refused.
+    let mut shoppers = Vec::new();
+    for _ in 0..5 {
+        let mut shopper = app.connect("shop").await;
+        shopper.hello(None).await;
+        shoppers.push(shopper);
+    }
+    let url = format!("ws://{}/ws/chat?store=shop", app.addr);
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("a sixth shopper was let in: {:?}", other.map(|_| ())),
+    }
+    // Staff still get in.
+    let health = reqwest::get(format!("http://{}/healthz", app.addr)).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // Past the address's bound, every new connection is told so and closed.
+    let mut refused = None;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut raw = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let _ = raw.write_all(b"GET /healthz HTTP/1.1\r\nHost: mibot\r\n\r\n").await;
+        let mut answer = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(2), raw.read(&mut answer))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        answer.truncate(n.unwrap_or(0));
+        if answer.starts_with(b"HTTP/1.1 503") {
+            let _ = tokio::time::timeout(Duration::from_secs(2), raw.read_to_end(&mut answer)).await;
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        if answer.starts_with("HTTP/1.1 503") {
+            refused = Some(answer);
+            break;
+        }
+        held.push(raw);
+    }
+    let refused = refused.expect("a connection over the bound is refused");
+    assert!(refused.contains("server_full"), "{refused}");
+
+    // Places are given back when connections close.
+    drop((held, shoppers));
+    let mut back = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if tokio_tungstenite::connect_async(&url).await.is_ok() {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "a shopper gets in once the others have gone");
+    app.stop().await;
+}
