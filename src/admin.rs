@@ -20,7 +20,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{AgentAccount, Agents, Merchants, PackVersion, Store};
 
 async fn open(config: &Config) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(&config.storage.data_dir)
+    SqliteStore::open_with(&config.storage.data_dir, config.storage.max_wal_mb * 1024 * 1024)
         .await
         .with_context(|| format!("opening the database in {}", config.storage.data_dir.display()))
 }

@@ -60,7 +60,7 @@ pub fn start_encoder(config: &Config) -> EncoderSlot {
 pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::Result<AppState> {
     config.validate()?;
     let store = Arc::new(
-        SqliteStore::open(&config.storage.data_dir)
+        SqliteStore::open_with(&config.storage.data_dir, config.storage.max_wal_mb * 1024 * 1024)
             .await
             .with_context(|| format!("opening the database in {}", config.storage.data_dir.display()))?,
     );

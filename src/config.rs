@@ -268,6 +268,9 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// Directory for the SQLite database and the search indexes; created if missing.
     pub data_dir: PathBuf,
+    /// The SQLite write-ahead log is copied into the database and cut back once it holds
+    /// this many megabytes, however busy the writes.
+    pub max_wal_mb: u64,
 }
 
 /// Content settings.
@@ -537,7 +540,7 @@ impl Default for ServerConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./data") }
+        Self { data_dir: PathBuf::from("./data"), max_wal_mb: 64 }
     }
 }
 

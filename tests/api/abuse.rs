@@ -289,3 +289,40 @@ async fn connection_floods_are_refused_with_503_and_room_is_kept_for_staff() {
     assert!(back, "a shopper gets in once the others have gone");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_write_ahead_log_stays_bounded_under_sustained_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.limits = mibot::config::LimitsConfig::off();
+    config.storage.max_wal_mb = 1;
+    let app = spawn_with(config).await;
+    let wal = dir.path().join("mibot.db-wal");
+
+    let url = format!("ws://{}/ws/chat?store=shop", app.addr);
+    let load = mibot::bench::Load {
+        url,
+        connections: 16,
+        duration: Duration::from_secs(6),
+        rate: None,
+        handoff_every: 0,
+        messages: None,
+    };
+    let driving = tokio::spawn(async move { mibot::bench::drive(&load).await });
+    let mut largest = 0;
+    while !driving.is_finished() {
+        largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let measured = driving.await.unwrap().expect("the load runs");
+    assert_eq!(measured.errors, 0, "{measured:?}");
+    // What six seconds of these writes come to in the log unbounded: every message and reply.
+    let written = std::fs::metadata(dir.path().join("mibot.db")).map_or(0, |m| m.len());
+    eprintln!("{} messages; log at most {largest} bytes; database {written} bytes", measured.sent);
+    assert!(measured.sent > 1000, "enough writes to matter: {measured:?}");
+    assert!(largest < 6 * 1024 * 1024, "the log reached {largest} bytes");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(after <= 1024 * 1024, "the log is cut back once writes stop: {after} bytes");
+    app.stop().await;
+}

@@ -94,8 +94,14 @@ fn migrator() -> Migrator {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `mibot.db` in `data_dir` and migrates it.
+    /// Opens (creating if needed) `mibot.db` in `data_dir` and migrates it, with the default
+    /// bound on the write-ahead log.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, crate::config::StorageConfig::default().max_wal_mb * 1024 * 1024).await
+    }
+
+    /// Opens `mibot.db` in `data_dir`, keeping its write-ahead log under about `max_wal` bytes.
+    pub async fn open_with(data_dir: &Path, max_wal: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(data_dir.join("mibot.db"))
@@ -108,12 +114,15 @@ impl SqliteStore {
             // Checkpoints run on their own task (below), not inside whichever commit happens to
             // cross the WAL's size limit: that commit, and every write queued behind it, would
             // wait for the copy into the database file.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // After a checkpoint resets the log, its file is cut back to this size.
+            .pragma("journal_size_limit", max_wal.to_string());
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         migrator().run(&pool).await?;
         let writer = options.connect().await?;
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(writer, queue));
+        let log = LogBound { file: data_dir.join("mibot.db-wal"), max: max_wal };
+        tokio::spawn(write_batches(writer, queue, log));
         tokio::spawn(checkpoints(pool.clone()));
         Ok(Self { pool, writes })
     }
@@ -130,7 +139,8 @@ impl SqliteStore {
 }
 
 /// Copies the WAL into the database file every second, beside the writer (a passive
-/// checkpoint never blocks it), until the pool closes.
+/// checkpoint never blocks it), until the pool closes. Under constant writes a passive
+/// checkpoint never catches up and the log only grows: the writer bounds it ([`LogBound`]).
 async fn checkpoints(pool: SqlitePool) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -148,14 +158,44 @@ async fn checkpoints(pool: SqlitePool) {
     }
 }
 
+/// The write-ahead log's bound: the writer looks at the log's size at most every
+/// [`LOG_LOOK_EVERY`] and, once it is over `max` bytes, empties it before the next batch.
+struct LogBound {
+    file: std::path::PathBuf,
+    max: u64,
+}
+
+/// How often the writer looks at the log's size while it writes.
+const LOG_LOOK_EVERY: Duration = Duration::from_millis(20);
+
+/// Copies the whole log into the database and empties its file, on the writer's connection:
+/// no other write can come between, and the readers' transactions are short. Writes wait for
+/// it, once per `storage.max_wal_mb` written.
+async fn empty_log(conn: &mut SqliteConnection) {
+    let started = std::time::Instant::now();
+    match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await {
+        Ok(row) => {
+            let busy: i64 = row.try_get(0).unwrap_or(1);
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(
+                busy,
+                ms,
+                "the write-ahead log reached its bound: copied into the database and emptied"
+            );
+        }
+        Err(error) => tracing::warn!(%error, "emptying the write-ahead log failed"),
+    }
+}
+
 /// How often the WAL is checkpointed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The writer task: takes every waiting write, applies them in one IMMEDIATE transaction,
 /// commits, then answers each. If anything in the batch fails, every write of the batch fails
 /// with that error and nothing of it is kept.
-async fn write_batches(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
+async fn write_batches(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Write>, log: LogBound) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut looked = std::time::Instant::now();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut closing = None;
         let mut ops = Vec::with_capacity(batch.len());
@@ -191,6 +231,12 @@ async fn write_batches(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wri
             let _ = conn.close().await;
             let _ = done.send(());
             return;
+        }
+        if looked.elapsed() >= LOG_LOOK_EVERY {
+            looked = std::time::Instant::now();
+            if std::fs::metadata(&log.file).is_ok_and(|m| m.len() > log.max) {
+                empty_log(&mut conn).await;
+            }
         }
     }
 }
