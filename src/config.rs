@@ -260,6 +260,9 @@ pub struct ServerConfig {
     pub max_connections_per_address: usize,
     /// How long a client may take to send a request's headers, in seconds.
     pub header_timeout_seconds: u64,
+    /// The bearer token operators send to read `/metrics` and `/readyz` from another machine.
+    /// Without one, those answer only to this machine (loopback).
+    pub operator_token: Option<String>,
 }
 
 /// Storage settings.
@@ -534,6 +537,7 @@ impl Default for ServerConfig {
             kept_for_staff: 500,
             max_connections_per_address: 1_000,
             header_timeout_seconds: 10,
+            operator_token: None,
         }
     }
 }

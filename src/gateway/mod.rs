@@ -101,10 +101,64 @@ async fn limit_api(
     next.run(request).await
 }
 
+/// An operator: a request from this machine, or one with `server.operator_token` as its
+/// bearer token. Anyone else gets 401 (a token is set) or 403 (none is).
+struct Operator;
+
+impl axum::extract::FromRequestParts<AppState> for Operator {
+    type Rejection = (axum::http::StatusCode, axum::Json<serde_json::Value>);
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer =
+            parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        operator_allowed(peer, bearer, state.config.server.operator_token.as_deref())
+    }
+}
+
+/// Whether a request from `peer` with `bearer` may read the operators' endpoints.
+fn operator_allowed(
+    peer: Option<std::net::IpAddr>,
+    bearer: Option<&str>,
+    token: Option<&str>,
+) -> Result<Operator, (axum::http::StatusCode, axum::Json<serde_json::Value>)> {
+    use axum::http::StatusCode;
+    let refuse = |status, message: &str| {
+        Err((status, axum::Json(serde_json::json!({"error": "not_an_operator", "message": message}))))
+    };
+    match token {
+        Some(token) => {
+            let given = bearer.unwrap_or("");
+            let same = given.len() == token.len()
+                && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            if same {
+                Ok(Operator)
+            } else {
+                refuse(StatusCode::UNAUTHORIZED, "send the operator token as 'Authorization: Bearer <token>'")
+            }
+        }
+        None if peer.is_some_and(|p| p.to_canonical().is_loopback()) => Ok(Operator),
+        None => refuse(
+            StatusCode::FORBIDDEN,
+            "this endpoint answers this machine only; set server.operator_token to read it from elsewhere",
+        ),
+    }
+}
+
 /// Whether the server serves everything it will: every store loaded, and the encoder either
 /// running with every store's semantic index built, or known to be unavailable.
 async fn readiness(
     axum::extract::State(state): axum::extract::State<AppState>,
+    _operator: Operator,
 ) -> axum::Json<serde_json::Value> {
     use crate::encoder::Availability;
     let (encoder, detail, stats) = match state.library.encoder().availability() {
@@ -139,6 +193,7 @@ async fn readiness(
 /// The Prometheus text exposition.
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
+    _operator: Operator,
 ) -> impl axum::response::IntoResponse {
     let gauges = state.desk.gauges().await;
     state.metrics.set_encoder_available(state.library.encoder().get().is_some());
@@ -146,4 +201,25 @@ async fn metrics(
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(&gauges),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_are_this_machine_or_hold_the_token() {
+        let here: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let there: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        assert!(operator_allowed(Some(here), None, None).is_ok());
+        assert!(operator_allowed(Some(mapped), None, None).is_ok());
+        let refused = operator_allowed(Some(there), None, None).err().unwrap();
+        assert_eq!(refused.0, axum::http::StatusCode::FORBIDDEN);
+        assert!(operator_allowed(Some(there), Some("s3cret-token"), Some("s3cret-token")).is_ok());
+        for wrong in [None, Some("s3cret-tokeN"), Some("s3cret"), Some("")] {
+            let refused = operator_allowed(Some(here), wrong, Some("s3cret-token")).err().unwrap();
+            assert_eq!(refused.0, axum::http::StatusCode::UNAUTHORIZED, "{wrong:?}");
+        }
+    }
 }

@@ -326,3 +326,26 @@ async fn the_write_ahead_log_stays_bounded_under_sustained_writes() {
     assert!(after <= 1024 * 1024, "the log is cut back once writes stop: {after} bytes");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_operators_endpoints_need_the_operator_token_once_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.server.operator_token = Some("op_0123456789abcdef".into());
+    let app = spawn_with(config).await;
+    let client = reqwest::Client::new();
+    for path in ["/metrics", "/readyz"] {
+        let url = format!("http://{}{path}", app.addr);
+        let refused = client.get(&url).send().await.unwrap();
+        assert_eq!(refused.status(), 401, "{path}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "not_an_operator", "{body}");
+        let wrong = client.get(&url).bearer_auth("op_0123456789abcdeF").send().await.unwrap();
+        assert_eq!(wrong.status(), 401, "{path}");
+        let allowed = client.get(&url).bearer_auth("op_0123456789abcdef").send().await.unwrap();
+        assert_eq!(allowed.status(), 200, "{path}");
+    }
+    // Shoppers' and merchants' routes are not affected.
+    assert_eq!(reqwest::get(format!("http://{}/healthz", app.addr)).await.unwrap().status(), 200);
+    app.stop().await;
+}
