@@ -84,6 +84,11 @@ impl ResumeToken {
     pub fn new() -> Self {
         Self(uuid::Uuid::new_v4().simple().to_string())
     }
+
+    /// What the database keeps instead of the token: its SHA-256, in hex.
+    pub fn digest(&self) -> String {
+        ApiKey(self.0.clone()).digest()
+    }
 }
 
 impl Default for ResumeToken {

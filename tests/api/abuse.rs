@@ -349,3 +349,32 @@ async fn the_operators_endpoints_need_the_operator_token_once_one_is_set() {
     assert_eq!(reqwest::get(format!("http://{}/healthz", app.addr)).await.unwrap().status(), 200);
     app.stop().await;
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn resume_tokens_are_kept_as_digests_in_an_owner_only_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    let app = spawn_with(test_config(&data)).await;
+    let mut shopper = app.connect("shop").await;
+    let welcome = shopper.hello(None).await;
+    let token = welcome["resume_token"].as_str().unwrap().to_owned();
+    shopper.ask("t1", "保修多久").await;
+    drop(shopper);
+
+    let mut back = app.connect("shop").await;
+    let resumed = back.hello(Some(&token)).await;
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    assert_eq!(resumed["resume_token"], token.as_str(), "the shopper keeps their token");
+
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("mibot.db")), 0o600);
+    let mut stored = std::fs::read(data.join("mibot.db")).unwrap();
+    stored.extend(std::fs::read(data.join("mibot.db-wal")).unwrap_or_default());
+    assert!(!stored.windows(token.len()).any(|w| w == token.as_bytes()), "the token itself is stored");
+    let digest = mibot::domain::ResumeToken(token.clone()).digest();
+    assert!(stored.windows(digest.len()).any(|w| w == digest.as_bytes()), "its digest is");
+    app.stop().await;
+}

@@ -102,7 +102,7 @@ impl SqliteStore {
 
     /// Opens `mibot.db` in `data_dir`, keeping its write-ahead log under about `max_wal` bytes.
     pub async fn open_with(data_dir: &Path, max_wal: u64) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        owner_only_dir(data_dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(data_dir.join("mibot.db"))
             .create_if_missing(true)
@@ -119,6 +119,8 @@ impl SqliteStore {
             .pragma("journal_size_limit", max_wal.to_string());
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options.clone()).await?;
         migrator().run(&pool).await?;
+        digest_old_resume_tokens(&pool).await?;
+        owner_only_files(data_dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let writer = options.connect().await?;
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
         let log = LogBound { file: data_dir.join("mibot.db-wal"), max: max_wal };
@@ -136,6 +138,58 @@ impl SqliteStore {
         self.writes.send(Write::Op(make(done))).await.map_err(|_| StoreError::Closed)?;
         outcome.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Creates `dir` readable by its owner only (an existing directory is left as it is).
+fn owner_only_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The database and its log files: readable and writable by their owner only.
+fn owner_only_files(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    for name in ["mibot.db", "mibot.db-wal", "mibot.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Databases from before resume tokens were kept as digests hold the tokens themselves
+/// (32 hex digits; a digest has 64): replaces each with its digest, once.
+async fn digest_old_resume_tokens(pool: &SqlitePool) -> Result<(), StoreError> {
+    let old: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, resume_token FROM conversations WHERE length(resume_token) <> 64")
+            .fetch_all(pool)
+            .await?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for (id, token) in &old {
+        sqlx::query("UPDATE conversations SET resume_token = ? WHERE id = ?")
+            .bind(ResumeToken(token.clone()).digest())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(conversations = old.len(), "resume tokens are now kept as digests");
+    Ok(())
 }
 
 /// Copies the WAL into the database file every second, beside the writer (a passive
@@ -377,7 +431,7 @@ async fn insert_conversation(
     )
     .bind(c.id.to_string())
     .bind(c.store.as_str())
-    .bind(&c.resume_token.0)
+    .bind(c.resume_token.digest())
     .bind(c.status.as_str())
     .bind(c.product.as_deref())
     .bind(c.shopper.as_deref())
@@ -510,11 +564,13 @@ impl Store for SqliteStore {
         let sql =
             format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE resume_token = ? AND store = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&token.0)
+            .bind(token.digest())
             .bind(store.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(conversation_from).transpose()
+        // The database holds the token's digest; the shopper holds the token.
+        let found = row.as_ref().map(conversation_from).transpose()?;
+        Ok(found.map(|c| Conversation { resume_token: token.clone(), ..c }))
     }
 
     async fn append_shopper_message(
@@ -1353,6 +1409,31 @@ async fn set_active(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn tokens_stored_before_digests_still_resume_after_an_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_id = StoreId::parse("demo").unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let conv = store.create_conversation(&store_id, None, None, Millis(1)).await.unwrap();
+        // As an earlier version kept it: the token itself.
+        sqlx::query("UPDATE conversations SET resume_token = ? WHERE id = ?")
+            .bind(&conv.resume_token.0)
+            .bind(conv.id.to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.close().await;
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let found = store.conversation_by_token(&store_id, &conv.resume_token).await.unwrap().unwrap();
+        assert_eq!(found.id, conv.id);
+        let kept: String = sqlx::query_scalar("SELECT resume_token FROM conversations")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(kept, conv.resume_token.digest());
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn messages_are_stored_once_per_client_id_and_survive_reopening() {
