@@ -112,6 +112,30 @@ pub async fn add_agent(
     Ok(token)
 }
 
+/// Gives an agent a new sign-in token; the old one stops working, and a console signed in
+/// with it is signed out within seconds. Returns the new token, which is never shown again.
+pub async fn rotate_agent(config: &Config, store: &str, name: &str) -> anyhow::Result<ApiKey> {
+    let db = open(config).await?;
+    let store = existing(&db, store).await?;
+    let token = ApiKey::with_prefix("at_");
+    let found = db.set_agent_token(&store, name, &token.digest()).await?;
+    db.close().await;
+    anyhow::ensure!(found, "store {} has no agent named {name:?}", store.as_str());
+    Ok(token)
+}
+
+/// Ends an agent's sign-in token without giving a new one (`rotate_agent` gives one later).
+pub async fn revoke_agent(config: &Config, store: &str, name: &str) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    let store = existing(&db, store).await?;
+    // A digest no token has: nothing signs in as this agent until a rotation.
+    let nobody = format!("revoked:{}", uuid::Uuid::new_v4().simple());
+    let found = db.set_agent_token(&store, name, &nobody).await?;
+    db.close().await;
+    anyhow::ensure!(found, "store {} has no agent named {name:?}", store.as_str());
+    Ok(())
+}
+
 fn progress(steps: u64, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();

@@ -196,6 +196,22 @@ enum AgentCommand {
         #[arg(long)]
         max_chats: Option<u32>,
     },
+    /// Give an agent a new sign-in token; the old one stops working at once.
+    Rotate {
+        /// The store.
+        #[arg(long)]
+        store: String,
+        /// The agent's name.
+        name: String,
+    },
+    /// End an agent's sign-in token; a console signed in with it is signed out within seconds.
+    Revoke {
+        /// The store.
+        #[arg(long)]
+        store: String,
+        /// The agent's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -373,6 +389,19 @@ async fn main() -> anyhow::Result<()> {
             let token = mibot::admin::add_agent(&config, &store, &name, &groups, max_chats).await?;
             println!("added agent {name} to {store}");
             println!("sign-in token (shown only now; give it to the agent):\n{}", token.0);
+            Ok(())
+        }
+        Command::Agent(AgentCommand::Rotate { store, name }) => {
+            let token = mibot::admin::rotate_agent(&config, &store, &name).await?;
+            println!("agent {name} of {store} has a new sign-in token; the old one no longer works");
+            println!("sign-in token (shown only now; give it to the agent):\n{}", token.0);
+            Ok(())
+        }
+        Command::Agent(AgentCommand::Revoke { store, name }) => {
+            mibot::admin::revoke_agent(&config, &store, &name).await?;
+            println!(
+                "agent {name} of {store} can no longer sign in (`mibot agent rotate` gives a new token)"
+            );
             Ok(())
         }
         Command::Pack(command) => {

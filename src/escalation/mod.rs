@@ -344,6 +344,15 @@ impl Desk {
         Ok(conn)
     }
 
+    /// Signs the store's agent `name` out at once, if they are online (their token was revoked
+    /// or replaced); their chats go back to the queue as they do on any sign-out.
+    pub async fn sign_out(&self, store: &StoreId, name: &str) {
+        let state = self.state.lock().await;
+        if let Some(online) = state.get(store).and_then(|desk| desk.agents.get(name)) {
+            online.link.end();
+        }
+    }
+
     /// An agent sets themselves offline (`away`: no new chats; their open chats stay theirs)
     /// or back online.
     pub async fn set_away(&self, agent: &AgentAccount, away: bool, now: Millis) {

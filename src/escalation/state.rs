@@ -24,13 +24,14 @@ pub const PREVIEW_CHARS: usize = 80;
 pub struct AgentLink {
     events: mpsc::Sender<AgentEvent>,
     slow: CancellationToken,
+    ended: CancellationToken,
 }
 
 impl AgentLink {
     /// A link with room for [`AGENT_OUTBOX`] events, and its receiving end.
     pub fn new() -> (Self, mpsc::Receiver<AgentEvent>) {
         let (events, outbox) = mpsc::channel(AGENT_OUTBOX);
-        (Self { events, slow: CancellationToken::new() }, outbox)
+        (Self { events, slow: CancellationToken::new(), ended: CancellationToken::new() }, outbox)
     }
 
     /// Queues `event`; when the connection's outbox is full, marks it too slow instead.
@@ -46,6 +47,16 @@ impl AgentLink {
     /// Completes once the connection fell too far behind.
     pub async fn fell_behind(&self) {
         self.slow.cancelled().await;
+    }
+
+    /// Signs the connection out: its token was revoked or replaced.
+    pub fn end(&self) {
+        self.ended.cancel();
+    }
+
+    /// Completes once the connection is signed out.
+    pub async fn ended(&self) {
+        self.ended.cancelled().await;
     }
 
     /// The signal alone, for the connection's writer: unlike the link, it does not keep the

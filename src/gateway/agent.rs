@@ -25,6 +25,14 @@ use crate::store::AgentAccount;
 /// How long a new connection may take to sign in.
 const LOGIN_WAIT: Duration = Duration::from_secs(30);
 
+/// How often a signed-in agent's token is checked again.
+const RECHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// What an agent whose token was revoked or replaced is told before the connection closes.
+fn signed_out() -> AgentEvent {
+    error("signed_out", "your sign-in token was revoked or replaced; sign in again with a current one")
+}
+
 /// How long a close frame may take to go out to a connection that stopped reading.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -132,7 +140,7 @@ async fn serve(socket: WebSocket, state: AppState) {
     let (link, outbox) = AgentLink::new();
     let writer = tokio::spawn(write_events(sink, outbox, link.signal()));
 
-    let Some((account, auto_assign)) = login(&state, &mut stream, &link).await else {
+    let Some((account, auto_assign, token)) = login(&state, &mut stream, &link).await else {
         drop(link);
         let _ = writer.await;
         return;
@@ -155,10 +163,29 @@ async fn serve(socket: WebSocket, state: AppState) {
         }
         Err(e) => tracing::warn!(error = %e, "reading open alerts failed"),
     }
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     loop {
         let frame = tokio::select! {
             () = state.shutdown.cancelled() => break,
             () = link.fell_behind() => break,
+            () = link.ended() => {
+                link.send(signed_out());
+                break;
+            }
+            _ = recheck.tick() => {
+                // A token revoked or rotated from the command line, in another process.
+                match state.desk.authenticate(&token).await {
+                    Ok(Some(now)) if now.store == account.store && now.name == account.name => continue,
+                    Ok(_) => {
+                        link.send(signed_out());
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "re-checking an agent's token failed");
+                        continue;
+                    }
+                }
+            }
             frame = stream.next() => frame,
         };
         match frame {
@@ -221,7 +248,7 @@ async fn login(
     state: &AppState,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     events: &AgentLink,
-) -> Option<(AgentAccount, bool)> {
+) -> Option<(AgentAccount, bool, String)> {
     let frame = tokio::time::timeout(LOGIN_WAIT, stream.next()).await.ok()??.ok()?;
     let Message::Text(text) = frame else {
         events.send(error("login_required", "send a login frame first"));
@@ -232,7 +259,7 @@ async fn login(
         return None;
     };
     match state.desk.authenticate(&token).await {
-        Ok(Some(account)) => Some((account, auto_assign)),
+        Ok(Some(account)) => Some((account, auto_assign, token)),
         Ok(None) => {
             events.send(error("unauthorized", "that agent token is not valid"));
             None

@@ -45,7 +45,6 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/stores/{store}/query", post(query))
         .route("/api/v1/stores/{store}/faq/{id}", delete(delete_faq))
         .route("/api/v1/stores/{store}/products/{sku}", delete(delete_product))
-        .route("/api/v1/stores/{store}/vips/{shopper}", axum::routing::put(add_vip).delete(remove_vip))
         .route("/api/v1/stores/{store}/insights", get(insights))
         .route("/api/v1/stores/{store}/reviews", get(reviews))
         .route("/api/v1/stores/{store}/clusters", get(list_clusters))
@@ -56,10 +55,11 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/stores/{store}/alerts/{id}", get(show_alert))
         .route("/api/v1/stores/{store}/alerts/{id}/message", post(message_alert))
         .route("/api/v1/stores/{store}/webhook", get(show_webhook).put(set_webhook).delete(delete_webhook))
+        .merge(super::people::routes())
 }
 
 /// Reads a JSON body; a malformed one is a 400 that says what shape was expected.
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> ApiResult<T> {
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the body must be {shape}: {e}"))
     })
@@ -75,7 +75,7 @@ pub(super) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into(), problems: Vec::new() }
     }
 
@@ -141,7 +141,7 @@ impl From<PublishError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// A failure of mibot itself: logged, and reported without its details.
 fn internal(error: impl std::fmt::Display) -> ApiError {
@@ -154,7 +154,7 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
 }
 
 /// The store the request's key opens, if it is `store`.
-async fn authorize(state: &AppState, headers: &HeaderMap, store: &str) -> ApiResult<StoreId> {
+pub(super) async fn authorize(state: &AppState, headers: &HeaderMap, store: &str) -> ApiResult<StoreId> {
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -849,40 +849,4 @@ async fn delete_webhook(
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "no_webhook", "this store has no webhook"))
     }
-}
-
-async fn set_vip(
-    state: &AppState,
-    headers: &HeaderMap,
-    store: &str,
-    shopper: &str,
-    vip: bool,
-) -> ApiResult<Json<Value>> {
-    let store = authorize(state, headers, store).await?;
-    if shopper.trim().is_empty() || shopper.chars().count() > 128 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_shopper",
-            "a shopper id is 1 to 128 characters",
-        ));
-    }
-    state.agents.set_vip(&store, shopper, vip, state.clock.now()).await?;
-    Ok(Json(json!({"shopper": shopper, "vip": vip})))
-}
-
-/// Marks a shopper (the storefront's id, as sent in `hello`) as VIP: their chats are served first.
-async fn add_vip(
-    State(state): State<AppState>,
-    Path((store, shopper)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    set_vip(&state, &headers, &store, &shopper, true).await
-}
-
-async fn remove_vip(
-    State(state): State<AppState>,
-    Path((store, shopper)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    set_vip(&state, &headers, &store, &shopper, false).await
 }

@@ -14,6 +14,7 @@ mod limits;
 mod listener;
 mod merchant;
 mod pages;
+mod people;
 
 pub use limits::{ConnectionLimit, Limited, Limits};
 pub use listener::{Admitted, Open, serve};

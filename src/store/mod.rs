@@ -348,6 +348,15 @@ pub trait Agents: Send + Sync + std::fmt::Debug + 'static {
     /// The agent whose token has this digest.
     async fn agent_by_token(&self, token_digest: &str) -> Result<Option<AgentAccount>, StoreError>;
 
+    /// Gives the store's agent `name` a new token (by its digest): the old one stops working.
+    /// False if the store has no such agent.
+    async fn set_agent_token(
+        &self,
+        store: &StoreId,
+        name: &str,
+        token_digest: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Every conversation waiting for or with an agent, in every store.
     async fn open_chats(&self) -> Result<Vec<OpenChat>, StoreError>;
 

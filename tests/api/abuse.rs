@@ -378,3 +378,52 @@ async fn resume_tokens_are_kept_as_digests_in_an_owner_only_database() {
     assert!(stored.windows(digest.len()).any(|w| w == digest.as_bytes()), "its digest is");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_rotated_or_revoked_agent_token_signs_the_console_out_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let app = spawn_with(config.clone()).await;
+    let shop = app.merchant("shop", &key);
+
+    // The merchant adds an agent through the API.
+    let (status, added) = shop.post_json("/agents", serde_json::json!({"name": "ann", "max_chats": 2})).await;
+    assert_eq!(status, 201, "{added}");
+    let first = added["token"].as_str().unwrap().to_owned();
+    let (status, again) = shop.post_json("/agents", serde_json::json!({"name": "ann"})).await;
+    assert_eq!((status, again["error"].as_str()), (409, Some("agent_exists")), "{again}");
+    let (mut ann, welcome) = AgentClient::login(app.addr, &first, true).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+
+    // Rotation: the console is signed out at once, the old token is dead, the new one works.
+    let started = Instant::now();
+    let (status, rotated) = shop.post_json("/agents/ann/rotate", serde_json::json!({})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let second = rotated["token"].as_str().unwrap().to_owned();
+    let signed_out = ann.recv_type("error").await;
+    assert_eq!(signed_out["code"], "signed_out", "{signed_out}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    let (_, refused) = AgentClient::login(app.addr, &first, true).await;
+    assert_eq!(refused["code"], "unauthorized", "{refused}");
+    let (mut ann, welcome) = AgentClient::login(app.addr, &second, true).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+
+    // Revoked from the command line (another process): signed out within seconds.
+    mibot::admin::revoke_agent(&config, "shop", "ann").await.unwrap();
+    let signed_out = ann.recv_type("error").await;
+    assert_eq!(signed_out["code"], "signed_out", "{signed_out}");
+    let me = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/agent/me", app.addr))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    let (status, missing) = shop.post_json("/agents/bob/revoke", serde_json::json!({})).await;
+    assert_eq!((status, missing["error"].as_str()), (404, Some("unknown_agent")), "{missing}");
+    let token = mibot::admin::rotate_agent(&config, "shop", "ann").await.unwrap();
+    let (_, welcome) = AgentClient::login(app.addr, &token.0, true).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    app.stop().await;
+}

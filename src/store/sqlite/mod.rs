@@ -918,6 +918,21 @@ impl Agents for SqliteStore {
         row.as_ref().map(agent_from).transpose()
     }
 
+    async fn set_agent_token(
+        &self,
+        store: &StoreId,
+        name: &str,
+        token_digest: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE agents SET token_hash = ? WHERE store = ? AND name = ?")
+            .bind(token_digest)
+            .bind(store.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn open_chats(&self) -> Result<Vec<OpenChat>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, store, handoff_reason, priority, skill_group, COALESCE(queued_at, updated_at) AS queued_at,
