@@ -25,24 +25,52 @@ const DASHBOARD_CSS: &str = include_str!("../../web/dashboard.css");
 /// The page routes.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/console", get(|| async { Html(CONSOLE_HTML) }))
+        .route("/console", get(|| async { page(STAFF_PAGE, CONSOLE_HTML.to_owned()) }))
         .route("/console.js", get(|| async { script(CONSOLE_JS) }))
-        .route(
-            "/console.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CONSOLE_CSS) }),
-        )
+        .route("/console.css", get(|| async { stylesheet(CONSOLE_CSS) }))
         .route("/widget.js", get(|| async { script(WIDGET_JS) }))
         .route("/chat-demo", get(chat_demo))
-        .route("/dashboard", get(|| async { Html(DASHBOARD_HTML) }))
+        .route("/dashboard", get(|| async { page(STAFF_PAGE, DASHBOARD_HTML.to_owned()) }))
         .route("/dashboard.js", get(|| async { script(DASHBOARD_JS) }))
-        .route(
-            "/dashboard.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], DASHBOARD_CSS) }),
-        )
+        .route("/dashboard.css", get(|| async { stylesheet(DASHBOARD_CSS) }))
+}
+
+/// The console's and the dashboard's policy: their own scripts, styles and WebSocket only,
+/// never inside another site's frame.
+const STAFF_PAGE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+     img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The demo storefront's: the same, but the widget adds its stylesheet as a `<style>`, as it
+/// must on a storefront.
+const DEMO_PAGE: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// An HTML page with its content security policy, not to be framed or sniffed.
+fn page(policy: &'static str, html: String) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, policy),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(html),
+    )
 }
 
 fn script(body: &'static str) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], body)
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+}
+
+fn stylesheet(body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], body)
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,12 +80,13 @@ struct DemoParams {
 
 /// The demo storefront, for the demo store or `?store=NAME` (a valid store name, so it is safe
 /// in the page).
-async fn chat_demo(Query(params): Query<DemoParams>) -> Html<String> {
+async fn chat_demo(Query(params): Query<DemoParams>) -> impl IntoResponse {
     let store = params.store.and_then(|s| StoreId::parse(&s).ok());
-    match store {
+    let html = match store {
         Some(store) => {
-            Html(CHAT_DEMO_HTML.replace("data-store=\"demo\"", &format!("data-store=\"{}\"", store.as_str())))
+            CHAT_DEMO_HTML.replace("data-store=\"demo\"", &format!("data-store=\"{}\"", store.as_str()))
         }
-        None => Html(CHAT_DEMO_HTML.to_owned()),
-    }
+        None => CHAT_DEMO_HTML.to_owned(),
+    };
+    page(DEMO_PAGE, html)
 }

@@ -427,3 +427,24 @@ async fn a_rotated_or_revoked_agent_token_signs_the_console_out_at_once() {
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_pages_carry_a_content_security_policy_and_refuse_framing() {
+    let app = crate::helpers::spawn_app().await;
+    for path in ["/console", "/dashboard", "/chat-demo"] {
+        let response = reqwest::get(format!("http://{}{path}", app.addr)).await.unwrap();
+        let headers = response.headers();
+        let policy = headers.get("content-security-policy").expect(path).to_str().unwrap();
+        assert!(
+            policy.contains("frame-ancestors 'none'") && policy.contains("script-src 'self'"),
+            "{policy}"
+        );
+        assert_eq!(headers.get("x-frame-options").unwrap(), "DENY", "{path}");
+        assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff", "{path}");
+    }
+    for path in ["/console.js", "/widget.js", "/dashboard.css"] {
+        let response = reqwest::get(format!("http://{}{path}", app.addr)).await.unwrap();
+        assert_eq!(response.headers().get("x-content-type-options").unwrap(), "nosniff", "{path}");
+    }
+    app.stop().await;
+}
