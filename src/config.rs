@@ -221,6 +221,9 @@ pub struct AlertsConfig {
     pub webhook_retry_seconds: f64,
     /// How long one delivery may take, in seconds.
     pub webhook_timeout_seconds: u64,
+    /// Let webhooks go to this machine and private networks (for development and tests). Off,
+    /// a webhook URL (and every address its name resolves to) must be public.
+    pub webhook_private_targets: bool,
 }
 
 impl Default for AlertsConfig {
@@ -234,6 +237,7 @@ impl Default for AlertsConfig {
             webhook_attempts: 6,
             webhook_retry_seconds: 2.0,
             webhook_timeout_seconds: 10,
+            webhook_private_targets: false,
         }
     }
 }

@@ -50,10 +50,8 @@ impl Watch {
         desk: Arc<Desk>,
         config: Arc<Config>,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.alerts.webhook_timeout_seconds.max(1)))
-            .user_agent(concat!("mibot/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let timeout = Duration::from_secs(config.alerts.webhook_timeout_seconds.max(1));
+        let client = webhook::client(timeout, config.alerts.webhook_private_targets)?;
         Ok(Self { insights, merchants, library, desk, config, client })
     }
 
@@ -158,11 +156,13 @@ impl Watch {
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let (client, insights, id) = (self.client.clone(), Arc::clone(&self.insights), alert.id);
         let attempts = self.config.alerts.webhook_attempts;
+        let private = self.config.alerts.webhook_private_targets;
         let first_wait = Duration::from_secs_f64(self.config.alerts.webhook_retry_seconds.max(0.0));
         tokio::spawn(async move {
             let delivery = id.to_string();
             let done =
-                webhook::deliver(&client, &hook, ALERT_EVENT, &delivery, body, attempts, first_wait).await;
+                webhook::deliver(&client, &hook, ALERT_EVENT, &delivery, body, attempts, first_wait, private)
+                    .await;
             let status = if done.delivered { "delivered" } else { "failed" };
             if let Err(error) = insights.webhook_result(id, status, done.attempts).await {
                 tracing::warn!(%error, alert = id, "recording the webhook delivery failed");

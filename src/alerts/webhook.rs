@@ -1,6 +1,7 @@
 //! Delivering alerts to a store's webhook: a JSON POST signed with HMAC-SHA256 over the body,
 //! retried with doubling waits.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -27,17 +28,91 @@ pub fn new_secret() -> String {
     crate::domain::ApiKey::with_prefix("whsec_").0
 }
 
-/// Checks a webhook URL a merchant gives: `http` or `https`, with a host.
-pub fn check_url(url: &str) -> Result<(), String> {
+/// Checks a webhook URL a merchant gives: `http` or `https`, with a host; unless `private` is
+/// allowed, not an address on this machine or a private network (the host's names are checked
+/// again, after DNS, on every delivery: [`client`]).
+pub fn check_url(url: &str, private: bool) -> Result<(), String> {
     let parsed =
         reqwest::Url::parse(url).map_err(|e| format!("the webhook URL {url:?} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("the webhook URL must be http or https, not {}", parsed.scheme()));
     }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("the webhook URL {url:?} has no host"));
+    let host = match parsed.host_str() {
+        None | Some("") => return Err(format!("the webhook URL {url:?} has no host")),
+        Some(host) => host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase(),
+    };
+    let literal = if host == "localhost" || host.ends_with(".localhost") {
+        Some(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        host.parse::<IpAddr>().ok()
+    };
+    match literal {
+        Some(address) if !private && !is_public(address) => Err(format!(
+            "the webhook URL points at {address}, an address on this machine or a private network; \
+             webhooks go to public addresses only"
+        )),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// Whether `address` is on the public internet: not loopback, private, link-local, shared
+/// (100.64/10), documentation, multicast, unspecified or broadcast.
+pub fn is_public(address: IpAddr) -> bool {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+        }
+    }
+}
+
+/// Resolves webhook hosts, refusing any name that leads to a non-public address.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addresses: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(private) = addresses.iter().find(|a| !is_public(a.ip())) {
+                return Err(
+                    format!("{host} resolves to {}, which is not a public address", private.ip()).into()
+                );
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The HTTP client webhooks are delivered with: redirects are not followed (the body and its
+/// signature would be sent on to wherever they point) and, unless `private` is allowed,
+/// names are resolved to public addresses only.
+pub fn client(timeout: Duration, private: bool) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("mibot/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    if private { builder.build() } else { builder.dns_resolver(std::sync::Arc::new(PublicOnly)).build() }
 }
 
 /// How delivering went.
@@ -61,8 +136,13 @@ pub async fn deliver(
     body: Vec<u8>,
     attempts: u32,
     first_wait: Duration,
+    private: bool,
 ) -> Delivery {
     let signature = sign(&webhook.secret, &body);
+    if let Err(why) = check_url(&webhook.url, private) {
+        tracing::warn!(url = %webhook.url, why, "webhook not delivered");
+        return Delivery { delivered: false, attempts: 0 };
+    }
     let mut wait = first_wait;
     let attempts = attempts.max(1);
     for attempt in 1..=attempts {
@@ -116,10 +196,65 @@ mod tests {
 
     #[test]
     fn only_http_urls_with_a_host_are_taken() {
-        assert!(check_url("https://shop.example/hooks/mibot").is_ok());
-        assert!(check_url("http://127.0.0.1:9000/x").is_ok());
-        assert!(check_url("ftp://shop.example/").unwrap_err().contains("http or https"));
-        assert!(check_url("not a url").unwrap_err().contains("not a URL"));
+        assert!(check_url("https://shop.example/hooks/mibot", false).is_ok());
+        assert!(check_url("http://127.0.0.1:9000/x", true).is_ok(), "private targets when allowed");
+        assert!(check_url("ftp://shop.example/", false).unwrap_err().contains("http or https"));
+        assert!(check_url("not a url", false).unwrap_err().contains("not a URL"));
+    }
+
+    #[test]
+    fn this_machine_and_private_networks_are_refused() {
+        for url in [
+            "http://127.0.0.1:9000/x",
+            "http://localhost/x",
+            "http://api.localhost/x",
+            "http://10.1.2.3/",
+            "http://172.16.0.9/",
+            "http://192.168.1.1/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[::ffff:127.0.0.1]/",
+        ] {
+            let refused = check_url(url, false).unwrap_err();
+            assert!(refused.contains("private network"), "{url}: {refused}");
+        }
+        assert!(check_url("http://93.184.215.14/hook", false).is_ok());
+        assert!(check_url("http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/", false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn names_that_lead_to_this_machine_are_refused_after_resolving() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let refused = PublicOnly.resolve(name).await.err().expect("localhost is refused");
+        assert!(refused.to_string().contains("not a public address"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let (target, mut reached) = receiver(0).await;
+        let redirect = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let target = target.clone();
+                async move {
+                    (axum::http::StatusCode::TEMPORARY_REDIRECT, [(axum::http::header::LOCATION, target)])
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, redirect).await });
+        let client = client(Duration::from_secs(5), true).unwrap();
+        let webhook = Webhook { url, secret: "k".into() };
+        let done =
+            deliver(&client, &webhook, "alert", "1", b"{}".to_vec(), 1, Duration::from_millis(5), true).await;
+        assert!(!done.delivered, "a redirect is not a delivery");
+        assert!(reached.try_recv().is_err(), "the body and its signature went on to the redirect's target");
     }
 
     /// A receiver that refuses the first `refuse` requests with 503, then takes them; returns
@@ -163,6 +298,7 @@ mod tests {
             body.clone(),
             5,
             Duration::from_millis(10),
+            true,
         )
         .await;
         assert_eq!(done, Delivery { delivered: true, attempts: 3 });
@@ -184,6 +320,7 @@ mod tests {
             b"{}".to_vec(),
             3,
             Duration::from_millis(5),
+            true,
         )
         .await;
         assert_eq!(done, Delivery { delivered: false, attempts: 3 });

@@ -827,7 +827,7 @@ async fn set_webhook(
     let store = authorize(&state, &headers, &store).await?;
     let body: WebhookBody = json_body(&body, "{\"url\": \"https://…\"}")?;
     let url = body.url.trim().to_owned();
-    crate::alerts::webhook::check_url(&url)
+    crate::alerts::webhook::check_url(&url, state.config.alerts.webhook_private_targets)
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_url", message))?;
     let secret = match state.insights.webhook(&store).await? {
         Some(existing) => existing.secret,

@@ -448,3 +448,23 @@ async fn the_pages_carry_a_content_security_policy_and_refuse_framing() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn webhooks_to_this_machine_or_private_networks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let app = spawn_with(config).await;
+    let shop = app.merchant("shop", &key);
+    for url in
+        ["http://127.0.0.1:9/x", "http://localhost:8080/metrics", "http://169.254.169.254/", "http://[::1]/"]
+    {
+        let (status, body) = shop.put_json("/webhook", serde_json::json!({"url": url})).await;
+        assert_eq!((status, body["error"].as_str()), (422, Some("invalid_url")), "{url}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("private network"), "{body}");
+    }
+    let (status, body) =
+        shop.put_json("/webhook", serde_json::json!({"url": "https://hooks.shop.example/mibot"})).await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}

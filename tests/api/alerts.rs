@@ -67,6 +67,8 @@ async fn a_burst_raises_one_alert_and_one_signed_webhook_call_and_a_steady_rate_
     config.alerts.min_count = 5;
     // Seventy minutes of questions go by in a moment here, on one connection.
     config.limits = mibot::config::LimitsConfig::off();
+    // The test's webhook receiver listens on this machine.
+    config.alerts.webhook_private_targets = true;
     let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
     let other_key = mibot::admin::create_store(&config, "other").await.unwrap().0;
     let token = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
