@@ -155,9 +155,11 @@ impl Watch {
         });
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let (client, insights, id) = (self.client.clone(), Arc::clone(&self.insights), alert.id);
-        let attempts = self.config.alerts.webhook_attempts;
-        let private = self.config.alerts.webhook_private_targets;
-        let first_wait = Duration::from_secs_f64(self.config.alerts.webhook_retry_seconds.max(0.0));
+        let plan = webhook::Plan {
+            attempts: self.config.alerts.webhook_attempts,
+            first_wait: Duration::from_secs_f64(self.config.alerts.webhook_retry_seconds.max(0.0)),
+            private_targets: self.config.alerts.webhook_private_targets,
+        };
         tokio::spawn(async move {
             let delivery = id.to_string();
             let done =

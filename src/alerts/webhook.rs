@@ -115,6 +115,18 @@ pub fn client(timeout: Duration, private: bool) -> reqwest::Result<reqwest::Clie
     if private { builder.build() } else { builder.dns_resolver(std::sync::Arc::new(PublicOnly)).build() }
 }
 
+/// How to deliver: at most `attempts` times, waiting `first_wait` before the first retry and
+/// twice as long before each later one; to private addresses only if `private_targets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Tries before giving up.
+    pub attempts: u32,
+    /// The wait before the first retry.
+    pub first_wait: Duration,
+    /// Whether this machine and private networks may be delivered to.
+    pub private_targets: bool,
+}
+
 /// How delivering went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
@@ -134,10 +146,9 @@ pub async fn deliver(
     event: &str,
     delivery: &str,
     body: Vec<u8>,
-    attempts: u32,
-    first_wait: Duration,
-    private: bool,
+    plan: Plan,
 ) -> Delivery {
+    let Plan { attempts, first_wait, private_targets: private } = plan;
     let signature = sign(&webhook.secret, &body);
     if let Err(why) = check_url(&webhook.url, private) {
         tracing::warn!(url = %webhook.url, why, "webhook not delivered");
@@ -296,9 +307,7 @@ mod tests {
             "alert",
             "1",
             body.clone(),
-            5,
-            Duration::from_millis(10),
-            true,
+            Plan { attempts: 5, first_wait: Duration::from_millis(10), private_targets: true },
         )
         .await;
         assert_eq!(done, Delivery { delivered: true, attempts: 3 });
@@ -318,9 +327,7 @@ mod tests {
             "alert",
             "1",
             b"{}".to_vec(),
-            3,
-            Duration::from_millis(5),
-            true,
+            Plan { attempts: 3, first_wait: Duration::from_millis(5), private_targets: true },
         )
         .await;
         assert_eq!(done, Delivery { delivered: false, attempts: 3 });
