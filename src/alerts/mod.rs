@@ -162,9 +162,7 @@ impl Watch {
         };
         tokio::spawn(async move {
             let delivery = id.to_string();
-            let done =
-                webhook::deliver(&client, &hook, ALERT_EVENT, &delivery, body, attempts, first_wait, private)
-                    .await;
+            let done = webhook::deliver(&client, &hook, ALERT_EVENT, &delivery, body, plan).await;
             let status = if done.delivered { "delivered" } else { "failed" };
             if let Err(error) = insights.webhook_result(id, status, done.attempts).await {
                 tracing::warn!(%error, alert = id, "recording the webhook delivery failed");
