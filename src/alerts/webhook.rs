@@ -262,8 +262,8 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, redirect).await });
         let client = client(Duration::from_secs(5), true).unwrap();
         let webhook = Webhook { url, secret: "k".into() };
-        let done =
-            deliver(&client, &webhook, "alert", "1", b"{}".to_vec(), 1, Duration::from_millis(5), true).await;
+        let plan = Plan { attempts: 1, first_wait: Duration::from_millis(5), private_targets: true };
+        let done = deliver(&client, &webhook, "alert", "1", b"{}".to_vec(), plan).await;
         assert!(!done.delivered, "a redirect is not a delivery");
         assert!(reached.try_recv().is_err(), "the body and its signature went on to the redirect's target");
     }
