@@ -112,6 +112,17 @@ pub async fn add_agent(
     Ok(token)
 }
 
+/// Issues (or replaces) the store's identity secret, which its storefront signs shoppers'
+/// member ids with; returns it.
+pub async fn rotate_identity(config: &Config, store: &str) -> anyhow::Result<String> {
+    let db = open(config).await?;
+    let store = existing(&db, store).await?;
+    let secret = ApiKey::with_prefix("idsec_").0;
+    db.set_identity_secret(&store, &secret).await?;
+    db.close().await;
+    Ok(secret)
+}
+
 /// Gives an agent a new sign-in token; the old one stops working, and a console signed in
 /// with it is signed out within seconds. Returns the new token, which is never shown again.
 pub async fn rotate_agent(config: &Config, store: &str, name: &str) -> anyhow::Result<ApiKey> {

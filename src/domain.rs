@@ -272,6 +272,24 @@ impl LocalizedText {
     }
 }
 
+/// What a storefront sends beside a shopper's member id to prove it issued it: the hex
+/// HMAC-SHA256 of the id, keyed with the store's identity secret.
+pub fn shopper_signature(secret: &str, shopper: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(shopper.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `signature` is `shopper`'s under `secret`, compared in constant time.
+pub fn shopper_signed(secret: &str, shopper: &str, signature: &str) -> bool {
+    let expected = shopper_signature(secret, shopper);
+    let given = signature.trim().to_ascii_lowercase();
+    expected.len() == given.len()
+        && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
 /// A merchant's API key. Only its SHA-256 digest is stored; the key is shown once.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(pub String);

@@ -164,6 +164,13 @@ enum StoreCommand {
     /// Manage a store's API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Print a new identity secret for the store: its storefront signs shoppers' member ids with
+    /// it (hex HMAC-SHA256 of the id, sent as shopper_signature). Ids signed with the old one
+    /// become anonymous.
+    Identity {
+        /// The store.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -349,6 +356,13 @@ async fn main() -> anyhow::Result<()> {
                 StoreCommand::Key(KeyCommand::Revoke { name }) => {
                     let revoked = mibot::admin::revoke_keys(&config, &name).await?;
                     println!("revoked {revoked} key(s) of {name}");
+                }
+                StoreCommand::Identity { name } => {
+                    let secret = mibot::admin::rotate_identity(&config, &name).await?;
+                    println!(
+                        "identity secret for {name} (keep it on the storefront's server, never in a page):"
+                    );
+                    println!("{secret}");
                 }
             }
             Ok(())

@@ -24,9 +24,14 @@ pub enum ClientEvent {
         #[serde(default)]
         product: Option<String>,
         /// The storefront's own id for the shopper (a member id), if it has one: it links the
-        /// shopper's conversations, e.g. to notice the same question asked again.
+        /// shopper's conversations, e.g. to notice the same question asked again, and makes a
+        /// VIP's chats go first. Taken only with `shopper_signature`.
         #[serde(default)]
         shopper: Option<String>,
+        /// The hex HMAC-SHA256 of `shopper` under the store's identity secret, made by the
+        /// storefront's server. Without it the shopper is anonymous.
+        #[serde(default)]
+        shopper_signature: Option<String>,
     },
     /// A message typed by the shopper.
     Message {
@@ -117,6 +122,9 @@ pub enum ServerEvent {
         status: ChatStatus,
         /// Earlier messages, oldest first (empty for a new conversation).
         history: Vec<HistoryItem>,
+        /// True when the hello's `shopper` id was signed with the store's identity secret and
+        /// is linked to this conversation; false when the shopper is anonymous.
+        identified: bool,
     },
     /// The message is durably stored.
     Ack {
@@ -234,6 +242,8 @@ pub enum ErrorCode {
     EmptyMessage,
     /// A message's `id`, or the hello's `shopper`, is empty or longer than the configured limit.
     InvalidId,
+    /// The hello's `shopper_signature` is not that id's under the store's identity secret.
+    InvalidShopperSignature,
     /// The `store` in the URL is not served here.
     UnknownStore,
     /// A `message` came before `hello`.
@@ -313,7 +323,12 @@ mod tests {
     fn parses_hello_and_message() {
         assert!(matches!(
             parse_client_event(r#"{"type":"hello"}"#),
-            Ok(ClientEvent::Hello { resume_token: None, product: None, shopper: None })
+            Ok(ClientEvent::Hello {
+                resume_token: None,
+                product: None,
+                shopper: None,
+                shopper_signature: None
+            })
         ));
         let msg = parse_client_event(r#"{"type":"message","id":"c1","text":"你好"}"#).unwrap();
         assert!(matches!(msg, ClientEvent::Message { ref text, .. } if text == "你好"));

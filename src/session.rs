@@ -83,6 +83,42 @@ pub struct Services {
 }
 
 impl Session {
+    /// The hello's shopper id if the storefront signed it with the store's identity secret;
+    /// `None` (anonymous) when it is unsigned or the store has no secret; an error when the
+    /// signature is wrong. Unsigned ids are never trusted: anyone can type a VIP's member id.
+    async fn identify(
+        &self,
+        shopper: Option<String>,
+        signature: Option<String>,
+    ) -> Result<Option<String>, SessionError> {
+        let Some(shopper) = shopper.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let max_id = self.config.chat.max_id_chars;
+        if shopper.chars().count() > max_id {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidId,
+                format!("'shopper' is at most {max_id} characters"),
+            )
+            .into());
+        }
+        let Some(signature) = signature else { return Ok(None) };
+        let secret = self.library.identity_secret(&self.store_id).await?;
+        match secret {
+            Some(secret) if crate::domain::shopper_signed(&secret, &shopper, &signature) => Ok(Some(shopper)),
+            Some(_) => Err(ProtocolError::new(
+                ErrorCode::InvalidShopperSignature,
+                "shopper_signature is not the HMAC-SHA256 of this shopper id under the store's identity secret",
+            )
+            .into()),
+            None => Err(ProtocolError::new(
+                ErrorCode::InvalidShopperSignature,
+                "this store has no identity secret yet; the merchant issues one with the API (identity/rotate)",
+            )
+            .into()),
+        }
+    }
+
     /// Whether the shopper has said hello.
     pub fn started(&self) -> bool {
         self.conversation.is_some()
@@ -115,7 +151,8 @@ impl Session {
     /// Handles one event from the client.
     pub async fn handle(&mut self, event: ClientEvent) -> Result<(), SessionError> {
         match event {
-            ClientEvent::Hello { resume_token, product, shopper } => {
+            ClientEvent::Hello { resume_token, product, shopper, shopper_signature } => {
+                let shopper = self.identify(shopper, shopper_signature).await?;
                 self.hello(resume_token, product, shopper).await
             }
             ClientEvent::Feedback { message_id, helpful } => self.feedback(message_id, helpful).await,
@@ -175,15 +212,6 @@ impl Session {
         product: Option<String>,
         shopper: Option<String>,
     ) -> Result<(), SessionError> {
-        let shopper = shopper.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-        let max_id = self.config.chat.max_id_chars;
-        if shopper.as_ref().is_some_and(|s| s.chars().count() > max_id) {
-            return Err(ProtocolError::new(
-                ErrorCode::InvalidId,
-                format!("'shopper' is at most {max_id} characters"),
-            )
-            .into());
-        }
         if self.conversation.is_some() {
             return Err(ProtocolError::new(
                 ErrorCode::AlreadyStarted,
@@ -234,6 +262,7 @@ impl Session {
             Vec::new()
         };
         let welcome = ServerEvent::Welcome {
+            identified: conversation.shopper.is_some(),
             conversation_id: conversation.id,
             resume_token: conversation.resume_token.clone(),
             resumed,

@@ -1,6 +1,8 @@
 // mibot's chat widget. Embed it on any page with one tag:
-//   <script src="https://YOUR-MIBOT/widget.js" data-store="STORE" data-product="SKU" data-shopper="MEMBER-ID" defer></script>
-// (data-product and data-shopper are optional: the product page's SKU, the storefront's member id.)
+//   <script src="https://YOUR-MIBOT/widget.js" data-store="STORE" data-product="SKU" data-shopper="MEMBER-ID" data-shopper-signature="HMAC" defer></script>
+// (data-product, data-shopper and data-shopper-signature are optional: the product page's SKU, the
+// storefront's member id, and that id's hex HMAC-SHA256 under the store's identity secret, made on
+// the storefront's server. An id without a valid signature is not used: the shopper is anonymous.)
 // It opens a chat window in the corner, talks to mibot over a WebSocket, and keeps the
 // conversation across page loads (the resume token is kept in localStorage).
 // Everything shoppers, the bot and agents write is shown as text, never as HTML.
@@ -10,6 +12,7 @@
   var store = (script && script.dataset.store) || "demo";
   var product = script && script.dataset.product;
   var shopperId = script && script.dataset.shopper;
+  var shopperSignature = script && script.dataset.shopperSignature;
   var origin = new URL(script ? script.src : location.href, location.href);
   var wsUrl = (origin.protocol === "https:" ? "wss://" : "ws://") + origin.host + "/ws/chat?store=" + encodeURIComponent(store);
   var tokenKey = "mibot:" + store + ":resume_token";
@@ -227,6 +230,7 @@
       if (token) hello.resume_token = token;
       if (product) hello.product = product;
       if (shopperId) hello.shopper = shopperId;
+      if (shopperId && shopperSignature) hello.shopper_signature = shopperSignature;
       ws.send(JSON.stringify(hello));
     });
     ws.addEventListener("message", function (m) {

@@ -21,6 +21,21 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/stores/{store}/agents/{name}/rotate", post(rotate_agent))
         .route("/api/v1/stores/{store}/agents/{name}/revoke", post(revoke_agent))
         .route("/api/v1/stores/{store}/vips/{shopper}", put(add_vip).delete(remove_vip))
+        .route("/api/v1/stores/{store}/identity/rotate", post(rotate_identity))
+}
+
+/// Issues (or replaces) the secret the storefront signs shoppers' member ids with: its server
+/// sends `shopper_signature` = hex HMAC-SHA256(secret, member id) with the id. Ids signed with
+/// an earlier secret are anonymous from now on.
+async fn rotate_identity(
+    State(state): State<AppState>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let store = authorize(&state, &headers, &store).await?;
+    let secret = ApiKey::with_prefix("idsec_").0;
+    state.merchants.set_identity_secret(&store, &secret).await?;
+    Ok(Json(json!({"secret": secret})))
 }
 
 /// A new agent.

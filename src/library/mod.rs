@@ -141,6 +141,11 @@ impl Library {
         self
     }
 
+    /// The secret `store`'s storefront signs shoppers' ids with, if one was issued.
+    pub async fn identity_secret(&self, store: &StoreId) -> Result<Option<String>, crate::store::StoreError> {
+        self.merchants.identity_secret(store).await
+    }
+
     /// The encoder, for the sessions to embed messages with.
     pub fn encoder(&self) -> &EncoderSlot {
         &self.encoder

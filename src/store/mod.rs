@@ -217,6 +217,12 @@ pub trait Merchants: Send + Sync + std::fmt::Debug + 'static {
     async fn create_store(&self, store: &StoreId, at: Millis) -> Result<bool, StoreError>;
 
     /// Every store.
+    /// The secret the store's storefront signs shoppers' ids with, if one was issued.
+    async fn identity_secret(&self, store: &StoreId) -> Result<Option<String>, StoreError>;
+
+    /// Issues (or replaces) that secret.
+    async fn set_identity_secret(&self, store: &StoreId, secret: &str) -> Result<(), StoreError>;
+
     async fn stores(&self) -> Result<Vec<StoreId>, StoreError>;
 
     /// Adds a key (by its digest) to a store, revoking the store's other keys if asked.

@@ -385,18 +385,33 @@ async fn a_vip_marked_by_the_merchant_is_served_first() {
     let key = mibot::admin::rotate_key(&config, "shop").await.unwrap().0;
     let app = spawn_with(config).await;
     let merchant = app.merchant("shop", &key);
+    let (status, identity) = merchant.post_json("/identity/rotate", json!({})).await;
+    assert_eq!(status, 200, "{identity}");
+    let secret = identity["secret"].as_str().unwrap().to_owned();
     let (status, body) = merchant.send(merchant.http.put(format!("{}/vips/member-9", merchant.base))).await;
     assert_eq!(status, 200, "{body}");
 
     let (mut first, _) = handed_over(&app).await;
     assert_eq!(first.recv_type("queue").await["position"], 1);
+    // Someone who only types the VIP's member id is no VIP.
+    let mut pretender = app.connect("shop").await;
+    pretender.send(json!({"type": "hello", "shopper": "member-9"})).await;
+    assert_eq!(pretender.recv_type("welcome").await["identified"], false);
+    pretender.ask("h1", "转人工").await;
+    assert_eq!(pretender.recv_type("queue").await["position"], 2, "an unsigned id waits its turn");
+    let mut forger = app.connect("shop").await;
+    forger.send(json!({"type": "hello", "shopper": "member-9", "shopper_signature": "00".repeat(32)})).await;
+    assert_eq!(forger.recv().await["code"], "invalid_shopper_signature");
+
     let mut vip = app.connect("shop").await;
-    vip.send(json!({"type": "hello", "shopper": "member-9"})).await;
-    vip.recv_type("welcome").await;
+    let signature = mibot::domain::shopper_signature(&secret, "member-9");
+    vip.send(json!({"type": "hello", "shopper": "member-9", "shopper_signature": signature})).await;
+    assert_eq!(vip.recv_type("welcome").await["identified"], true);
     vip.ask("h1", "转人工").await;
     let place = vip.recv_type("queue").await;
-    assert_eq!(place["position"], 1, "the VIP goes ahead: {place}");
-    // The first shopper is told of each change; the last one puts them second.
+    assert_eq!(place["position"], 1, "the signed VIP goes ahead: {place}");
+    // The first shopper is told of each change; the VIP puts them second.
     while first.recv_type("queue").await["position"] != 2 {}
+    drop(pretender);
     app.stop().await;
 }

@@ -4,14 +4,19 @@ use serde_json::{Value, json};
 
 use crate::helpers::{AgentClient, Client, TestApp, spawn_with, test_config};
 
-async fn shopper(app: &TestApp, id: Option<&str>) -> Client {
+/// A shopper of `shop`; with `id`, signed in as that member (signed with `secret`, as the
+/// storefront's server does).
+async fn shopper(app: &TestApp, id: Option<(&str, &str)>) -> Client {
     let mut client = app.connect("shop").await;
     let mut hello = json!({"type": "hello"});
-    if let Some(id) = id {
+    if let Some((id, secret)) = id {
         hello["shopper"] = json!(id);
+        hello["shopper_signature"] = json!(mibot::domain::shopper_signature(secret, id));
     }
     client.send(hello).await;
-    assert_eq!(client.recv().await["type"], "welcome");
+    let welcome = client.recv().await;
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["identified"], id.is_some(), "{welcome}");
     client
 }
 
@@ -28,10 +33,11 @@ async fn votes_flags_and_chats_become_exact_measures_for_their_store_only() {
     let shop_key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
     let other_key = mibot::admin::create_store(&config, "other").await.unwrap().0;
     let token = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
+    let secret = mibot::admin::rotate_identity(&config, "shop").await.unwrap();
     let app = spawn_with(config.clone()).await;
 
     // 1: answered and liked, but the same shopper comes back with the same question (4).
-    let mut s1 = shopper(&app, Some("member-1")).await;
+    let mut s1 = shopper(&app, Some(("member-1", &secret))).await;
     let r1 = s1.ask("a", "发票怎么申请").await;
     assert_eq!(r1["kind"], "answer", "{r1}");
     vote(&mut s1, &r1, true).await;
@@ -71,7 +77,7 @@ async fn votes_flags_and_chats_become_exact_measures_for_their_store_only() {
     s3.send(json!({"type": "rate", "score": 4})).await;
     s3.recv_type("rated").await;
     // 4: member-1 again, same question in other words: resolved itself, un-resolves 1.
-    let mut s4 = shopper(&app, Some("member-1")).await;
+    let mut s4 = shopper(&app, Some(("member-1", &secret))).await;
     let r4 = s4.ask("a", "可以开发票吗").await;
     assert_eq!(r4["trace"]["matched"], "invoice", "{r4}");
 

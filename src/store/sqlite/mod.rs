@@ -90,6 +90,7 @@ fn migrator() -> Migrator {
         migration(6, "touch_trigger", include_str!("../../../migrations/sqlite/0006_touch_trigger.sql")),
         migration(7, "status_index", include_str!("../../../migrations/sqlite/0007_status_index.sql")),
         migration(8, "embeddings", include_str!("../../../migrations/sqlite/0008_embeddings.sql")),
+        migration(9, "identity", include_str!("../../../migrations/sqlite/0009_identity.sql")),
     ])
 }
 
@@ -677,6 +678,24 @@ impl Merchants for SqliteStore {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn identity_secret(&self, store: &StoreId) -> Result<Option<String>, StoreError> {
+        let secret: Option<Option<String>> =
+            sqlx::query_scalar("SELECT identity_secret FROM stores WHERE id = ?")
+                .bind(store.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(secret.flatten())
+    }
+
+    async fn set_identity_secret(&self, store: &StoreId, secret: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE stores SET identity_secret = ? WHERE id = ?")
+            .bind(secret)
+            .bind(store.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn stores(&self) -> Result<Vec<StoreId>, StoreError> {
