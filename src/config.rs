@@ -297,6 +297,8 @@ pub struct ContentConfig {
     pub max_answer_chars: usize,
     /// Longest question or similar question, in characters.
     pub max_question_chars: usize,
+    /// Most FAQ entries and products one store's pack may hold.
+    pub max_entries: usize,
 }
 
 impl ContentConfig {
@@ -305,6 +307,7 @@ impl ContentConfig {
         crate::knowledge::pack::SizeLimits {
             max_answer_chars: self.max_answer_chars,
             max_question_chars: self.max_question_chars,
+            max_entries: self.max_entries,
         }
     }
 }
@@ -560,6 +563,7 @@ impl Default for ContentConfig {
             reload_seconds: 2,
             max_answer_chars: 5000,
             max_question_chars: 500,
+            max_entries: 100_000,
         }
     }
 }

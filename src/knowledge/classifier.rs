@@ -38,14 +38,20 @@ pub enum TrainError {
     OneClass,
 }
 
-/// A trained model: a weight per (feature, class) and a bias per class.
+/// A trained model: the non-zero weights per feature, and a bias per class. Weights are kept
+/// sparse (a class's weights are non-zero only on the features of its support vectors), so a
+/// pack with many entries does not cost features × classes.
 #[derive(Debug, Clone)]
 pub struct LinearModel {
     n_classes: usize,
-    /// Feature-major: the weights of feature `f` are `weights[f * n_classes..][..n_classes]`.
-    weights: Vec<f32>,
+    /// Feature-major: feature `f`'s `(class, weight)` pairs are `weights[starts[f]..starts[f + 1]]`.
+    starts: Vec<u32>,
+    weights: Vec<(u32, f32)>,
     bias: Vec<f32>,
 }
+
+/// Weights this close to zero are dropped: they cannot move a score.
+const ZERO: f32 = 1e-7;
 
 /// SplitMix64: a small, good-enough generator for shuffling deterministically.
 struct SplitMix(u64);
@@ -83,35 +89,58 @@ impl LinearModel {
             return Err(TrainError::OneClass);
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(n_classes);
-        let mut per_class: Vec<(Vec<f32>, f32)> = vec![(Vec::new(), 0.0); n_classes];
+        // Each class's dense weights live only while it trains; what is kept is sparse.
+        let mut per_class: Vec<(Vec<(u32, f32)>, f32)> = vec![(Vec::new(), 0.0); n_classes];
         std::thread::scope(|scope| {
             for (worker, chunk) in per_class.chunks_mut(n_classes.div_ceil(threads)).enumerate() {
                 let offset = worker * n_classes.div_ceil(threads);
                 scope.spawn(move || {
+                    let mut w = vec![0.0f32; n_features];
                     for (k, slot) in chunk.iter_mut().enumerate() {
-                        *slot = train_binary(examples, n_features, offset + k, config);
+                        w.iter_mut().for_each(|x| *x = 0.0);
+                        let bias = train_binary(examples, &mut w, offset + k, config);
+                        let kept = w.iter().enumerate().filter(|(_, v)| v.abs() > ZERO);
+                        *slot = (kept.map(|(f, v)| (f as u32, *v)).collect(), bias);
                     }
                 });
             }
         });
-        let mut weights = vec![0.0; n_features * n_classes];
+        let mut counts = vec![0u32; n_features + 1];
+        for (w, _) in &per_class {
+            for &(f, _) in w {
+                counts[f as usize + 1] += 1;
+            }
+        }
+        for f in 0..n_features {
+            counts[f + 1] += counts[f];
+        }
+        let starts = counts.clone();
+        let mut weights = vec![(0u32, 0.0f32); *counts.last().unwrap_or(&0) as usize];
         let mut bias = vec![0.0; n_classes];
         for (class, (w, b)) in per_class.into_iter().enumerate() {
-            for (f, value) in w.into_iter().enumerate() {
-                weights[f * n_classes + class] = value;
+            for (f, value) in w {
+                let at = &mut counts[f as usize];
+                weights[*at as usize] = (class as u32, value);
+                *at += 1;
             }
             bias[class] = b;
         }
-        Ok(Self { n_classes, weights, bias })
+        Ok(Self { n_classes, starts, weights, bias })
+    }
+
+    /// How many weights the model keeps.
+    pub fn weight_count(&self) -> usize {
+        self.weights.len()
     }
 
     /// The decision value of every class for `x` (positive: "this class" on its side).
     pub fn scores(&self, x: &SparseVec) -> Vec<f32> {
         let mut scores = self.bias.clone();
+        debug_assert_eq!(scores.len(), self.n_classes);
         for &(f, value) in x {
-            let row = &self.weights[f as usize * self.n_classes..][..self.n_classes];
-            for (s, w) in scores.iter_mut().zip(row) {
-                *s += w * value;
+            let Some(range) = self.starts.get(f as usize..f as usize + 2) else { continue };
+            for &(class, w) in &self.weights[range[0] as usize..range[1] as usize] {
+                scores[class as usize] += w * value;
             }
         }
         scores
@@ -120,14 +149,8 @@ impl LinearModel {
 
 /// One class against the rest (Hsieh et al., 2008, L2-loss dual). The bias is the weight of a
 /// constant feature 1.
-fn train_binary(
-    examples: &[(SparseVec, usize)],
-    n_features: usize,
-    class: usize,
-    config: TrainConfig,
-) -> (Vec<f32>, f32) {
+fn train_binary(examples: &[(SparseVec, usize)], w: &mut [f32], class: usize, config: TrainConfig) -> f32 {
     let diag = 0.5 / config.c;
-    let mut w = vec![0.0f32; n_features];
     let mut bias = 0.0f32;
     let mut alpha = vec![0.0f32; examples.len()];
     let q: Vec<f32> =
@@ -158,7 +181,7 @@ fn train_binary(
             break;
         }
     }
-    (w, bias)
+    bias
 }
 
 #[cfg(test)]

@@ -38,6 +38,10 @@ use crate::intents::Action;
 use crate::intents::IntentSet;
 use crate::text::Analyzer;
 
+/// Most entries the lexical classifier is trained on (a linear SVM per entry, each over every
+/// question: its time grows with the square of the pack).
+const MAX_CLASSIFIER_CLASSES: usize = 3000;
+
 /// How many candidate variants tantivy retrieves for re-scoring.
 const CANDIDATES: usize = 24;
 /// Bump when the index layout or analysis changes, so old on-disk indexes are not reused.
@@ -581,6 +585,12 @@ fn train(
         .zip(&raw)
         .filter_map(|(v, r)| Some((vocabulary.vectorize(r), *class_of.get(&v.entry)?)))
         .collect();
+    if classes > MAX_CLASSIFIER_CLASSES {
+        // One-vs-rest training grows with classes × examples: past this many entries the
+        // store is understood by retrieval and the encoder's signals.
+        tracing::info!(classes, "too many entries for the lexical classifier: retrieval and meaning only");
+        return None;
+    }
     let model = LinearModel::train(&examples, vocabulary.len(), classes, TrainConfig::default()).ok()?;
     Some(Understanding { vocabulary, model })
 }

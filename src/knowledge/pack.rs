@@ -248,11 +248,13 @@ pub struct SizeLimits {
     pub max_answer_chars: usize,
     /// Longest question or similar question, in characters.
     pub max_question_chars: usize,
+    /// Most FAQ entries and products together.
+    pub max_entries: usize,
 }
 
 impl Default for SizeLimits {
     fn default() -> Self {
-        Self { max_answer_chars: 5000, max_question_chars: 500 }
+        Self { max_answer_chars: 5000, max_question_chars: 500, max_entries: 100_000 }
     }
 }
 
@@ -260,6 +262,13 @@ impl Pack {
     /// Checks every text against `limits` and lists each one over them, with where it is, how
     /// long it is and the setting that bounds it.
     pub fn check_sizes(&self, limits: SizeLimits) -> Result<(), PackError> {
+        let entries = self.faq.len() + self.products.len();
+        if entries > limits.max_entries {
+            return Err(PackError::one(format!(
+                "the pack has {entries} FAQ entries and products; at most {} are accepted (content.max_entries)",
+                limits.max_entries
+            )));
+        }
         let mut problems = Vec::new();
         let mut check = |at: &str, field: &str, text: &str, max: usize, setting: &str| {
             let chars = text.chars().count();

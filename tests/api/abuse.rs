@@ -468,3 +468,38 @@ async fn webhooks_to_this_machine_or_private_networks_are_refused() {
     assert_eq!(status, 200, "{body}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_pack_over_the_entry_cap_is_refused_and_a_large_junk_pack_builds_in_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.content.max_entries = 4000;
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let app = spawn_with(config).await;
+    let shop = app.merchant("shop", &key);
+    let junk = |n: usize| {
+        let mut csv = String::from("question,answer\n");
+        for i in 0..n {
+            csv.push_str(&format!(
+                "q{i:05}x{:08x}zz,a{i}y{:012x}\n",
+                i * 2_654_435_761 % 4_294_967_291,
+                i * 40_503
+            ));
+        }
+        csv
+    };
+    let (status, body) = shop.upload("?format=csv", junk(4001)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["problems"][0].as_str().unwrap().contains("4001 FAQ entries and products; at most 4000"),
+        "{body}"
+    );
+    assert_eq!(app.ask_once("shop", "保修多久").await["kind"], "answer", "the previous pack serves");
+
+    // Under the cap, thousands of junk entries build (without the classifier's square cost;
+    // `docs/performance.md` has the times) and serve.
+    let (status, body) = shop.upload("?format=csv", junk(3990)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"]["version"], 2, "{body}");
+    app.stop().await;
+}
