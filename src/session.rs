@@ -502,13 +502,19 @@ impl Session {
             product: conversation.product.clone(),
         };
         let encoder = self.library.encoder().get();
-        // Seen before: one decision with the vector, no lexical pass first.
+        // Seen before: both passes in one trip to a blocking thread, and the same decision as
+        // when the vector had to be waited for (a settled lexical decision stands).
         let cached =
             encoder.as_ref().filter(|_| knowledge.semantic().is_some()).and_then(|e| e.cached_query(&text));
         if let Some(vector) = cached {
             let mut triaged = self.triage_blocking(&knowledge, &text, &ctx, now, Some(vector)).await;
-            triaged.trace.semantic = Some(SemanticUse::Cached);
-            self.metrics.semantic(SemanticUse::Cached.as_str());
+            let used = if triaged.trace.semantic == Some(SemanticUse::Skipped) {
+                SemanticUse::Skipped
+            } else {
+                SemanticUse::Cached
+            };
+            triaged.trace.semantic = Some(used);
+            self.metrics.semantic(used.as_str());
             return Ok(triaged);
         }
         let lexical = self.triage_blocking(&knowledge, &text, &ctx, now, None).await;
@@ -547,7 +553,15 @@ impl Session {
         let run = move || {
             span.in_scope(|| {
                 let cfg = config.triage_for(knowledge.store().as_str());
-                triage(&text, &knowledge, &ctx, cfg, now, vector.as_deref())
+                let Some(vector) = vector else { return triage(&text, &knowledge, &ctx, cfg, now, None) };
+                // With a vector at hand, a decision settled on words still comes first, so that
+                // a message decides the same whether its vector was cached or not.
+                let mut lexical = triage(&text, &knowledge, &ctx, cfg, now, None);
+                if lexical.settled {
+                    lexical.trace.semantic = Some(SemanticUse::Skipped);
+                    return lexical;
+                }
+                triage(&text, &knowledge, &ctx, cfg, now, Some(&vector))
             })
         };
         match tokio::task::spawn_blocking(run).await {

@@ -56,6 +56,15 @@ async fn product_questions_are_answered_from_attributes() {
     let memory = shopper.ask("c2", "这款手机内存多大").await;
     assert_eq!(memory["source"], "product", "{memory}");
     assert!(memory["text"].as_str().unwrap().contains("8GB / 12GB"), "{memory}");
+    // The same question again, its vector now cached, is decided the same way.
+    let encoder = crate::helpers::shared_encoder().get().expect("the test model runs");
+    encoder.query("这款手机内存多大").await;
+    assert!(encoder.cached_query("这款手机内存多大").is_some());
+    let mut again = app.connect("shop").await;
+    again.hello(None).await;
+    again.ask("d1", "X1 多少钱").await;
+    let memory = again.ask("d2", "这款手机内存多大").await;
+    assert_eq!(memory["source"], "product", "{memory}");
 
     let colours = shopper.ask("c3", "what colours does the X1 come in?").await;
     assert!(colours["text"].as_str().unwrap().contains("obsidian black, glacier white"), "{colours}");
