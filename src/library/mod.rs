@@ -70,9 +70,10 @@ pub struct Library {
     analyzer: Analyzer,
     index_root: Option<PathBuf>,
     merchants: Arc<dyn Merchants>,
-    /// Publishing, activating and syncing run one at a time, so versions are swapped in the
-    /// order they were activated.
-    changing: tokio::sync::Mutex<()>,
+    /// Publishing, activating and syncing run one at a time per store, so a store's versions
+    /// are swapped in the order they were activated, and one store's build never makes
+    /// another's wait.
+    changing: std::sync::Mutex<HashMap<StoreId, Arc<tokio::sync::Mutex<()>>>>,
     /// The sentence encoder, once it is running.
     encoder: EncoderSlot,
     /// How large a pack's texts may be.
@@ -119,7 +120,7 @@ impl Library {
             analyzer: Analyzer::new(),
             index_root,
             merchants,
-            changing: tokio::sync::Mutex::new(()),
+            changing: std::sync::Mutex::default(),
             encoder: EncoderSlot::fixed(Availability::Unavailable("no encoder for this library".into())),
             embeddings: None,
             embedded: Arc::default(),
@@ -277,15 +278,27 @@ impl Library {
         Ok(())
     }
 
+    /// The lock that orders changes to `store`'s knowledge.
+    fn changing(&self, store: &StoreId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.changing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(locks.entry(store.clone()).or_default())
+    }
+
     /// Brings every store's live knowledge in line with the database: builds what changed.
     /// A version that fails to build is logged and the store keeps what it served.
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let _changing = self.changing.lock().await;
         let active: HashMap<StoreId, u32> = self.merchants.active_versions().await?.into_iter().collect();
         for store in self.merchants.stores().await? {
             let want = active.get(&store).copied();
-            let have = self.shelf(&store);
-            if have.as_ref().is_some_and(|s| s.version == want) {
+            if self.shelf(&store).is_some_and(|s| s.version == want) {
+                continue;
+            }
+            let lock = self.changing(&store);
+            let _changing = lock.lock().await;
+            // A publish may have gone live while this waited: what is active now decides.
+            let active: HashMap<StoreId, u32> = self.merchants.active_versions().await?.into_iter().collect();
+            let want = active.get(&store).copied();
+            if self.shelf(&store).is_some_and(|s| s.version == want) {
                 continue;
             }
             let pack = match want {
@@ -323,7 +336,8 @@ impl Library {
         source: &str,
         at: Millis,
     ) -> Result<PackVersion, PublishError> {
-        let _changing = self.changing.lock().await;
+        let lock = self.changing(store);
+        let _changing = lock.lock().await;
         self.publish_locked(store, pack, format, source, at).await
     }
 
@@ -335,7 +349,8 @@ impl Library {
         at: Millis,
         edit: impl FnOnce(&mut Pack) -> Result<(), E>,
     ) -> Result<PackVersion, E> {
-        let _changing = self.changing.lock().await;
+        let lock = self.changing(store);
+        let _changing = lock.lock().await;
         let (meta, mut pack) = self.active_pack(store).await?;
         edit(&mut pack)?;
         let format = meta.and_then(|m| Format::parse(&m.format)).unwrap_or(Format::Json);
@@ -372,7 +387,8 @@ impl Library {
         version: u32,
         at: Millis,
     ) -> Result<PackVersion, PublishError> {
-        let _changing = self.changing.lock().await;
+        let lock = self.changing(store);
+        let _changing = lock.lock().await;
         let (meta, content) =
             self.merchants.pack_version(store, version).await?.ok_or(PublishError::NoSuchVersion(version))?;
         let pack: Pack = serde_json::from_str(&content).map_err(|e| PublishError::Build(e.to_string()))?;

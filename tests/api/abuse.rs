@@ -503,3 +503,29 @@ async fn a_pack_over_the_entry_cap_is_refused_and_a_large_junk_pack_builds_in_bo
     assert_eq!(body["version"]["version"], 2, "{body}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn one_stores_large_pack_does_not_hold_up_another_stores_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let big_key = mibot::admin::create_store(&config, "big").await.unwrap().0;
+    let small_key = mibot::admin::create_store(&config, "small").await.unwrap().0;
+    let app = spawn_with(config).await;
+    let (big, small) = (app.merchant("big", &big_key), app.merchant("small", &small_key));
+    let mut pack = String::from("question,answer\n");
+    for i in 0..900 {
+        pack.push_str(&format!("第{i}号商品多久发货,第{i}号商品下单后48小时内发货\nhow do I wash item {i},item {i} is hand wash only\n"));
+    }
+    let uploading = tokio::spawn(async move {
+        let (status, body) = big.upload("?format=csv", pack).await;
+        (status, body, Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = small.upload("?format=csv", "question,answer\n退货运费谁出,我们出\n").await;
+    let small_done = Instant::now();
+    assert_eq!(status, 201, "{body}");
+    let (status, body, big_done) = uploading.await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert!(small_done < big_done, "the small store's upload waited for the big store's build");
+    app.stop().await;
+}
