@@ -264,6 +264,10 @@ pub struct ServerConfig {
     pub max_connections_per_address: usize,
     /// How long a client may take to send a request's headers, in seconds.
     pub header_timeout_seconds: u64,
+    /// Reverse proxies in front of mibot (their addresses). A request from one of them is
+    /// counted against the client address its `X-Forwarded-For` names (the last one that is not
+    /// itself a trusted proxy), and the proxy's own connections only against the total.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The bearer token operators send to read `/metrics` and `/readyz` from another machine.
     /// Without one, those answer only to this machine (loopback).
     pub operator_token: Option<String>,
@@ -545,6 +549,7 @@ impl Default for ServerConfig {
             max_connections_per_address: 1_000,
             header_timeout_seconds: 10,
             operator_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

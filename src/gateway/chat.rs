@@ -36,9 +36,11 @@ pub(super) async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     place: Option<Extension<Arc<Admitted>>>,
+    headers: axum::http::HeaderMap,
     Query(params): Query<ChatParams>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client = super::limits::client_address(peer.ip(), &headers, &state.config.server.trusted_proxies);
     let server = &state.config.server;
     if place.as_ref().is_some_and(|p| p.open_now() > server.max_connections - server.kept_for_staff) {
         return full();
@@ -54,7 +56,7 @@ pub(super) async fn upgrade(
         .on_upgrade(move |socket| {
             // The connection keeps its place among the open ones until it closes.
             connections.track_future(async move {
-                serve(socket, state, params.store, peer.ip()).await;
+                serve(socket, state, params.store, client).await;
                 drop(place);
             })
         })

@@ -123,6 +123,20 @@ pub(super) fn address_key(address: IpAddr) -> IpAddr {
     }
 }
 
+/// The client a request comes from: `peer` itself, or, when `peer` is a trusted proxy, the last
+/// address in `X-Forwarded-For` that is not one (a client can put anything at the header's
+/// start; only what trusted proxies appended is believed).
+pub(super) fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let is_trusted = |a: &IpAddr| trusted.iter().any(|t| t.to_canonical() == a.to_canonical());
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    let hops: Vec<IpAddr> =
+        forwarded.flat_map(|v| v.split(',')).filter_map(|hop| hop.trim().parse::<IpAddr>().ok()).collect();
+    hops.into_iter().rev().find(|hop| !is_trusted(hop)).unwrap_or(peer)
+}
+
 /// Which limit a message ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limited {
@@ -240,6 +254,18 @@ mod tests {
             let _ = keyed.take(&key);
         }
         assert!(keyed.tracked() <= MAX_TRACKED, "{}", keyed.tracked());
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_client_and_nobody_else_does() {
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.3".parse().unwrap());
+        let trusted = ["10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap()];
+        assert_eq!(client_address(proxy, &headers, &trusted), "203.0.113.7".parse::<IpAddr>().unwrap());
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_address(stranger, &headers, &trusted), stranger, "only proxies are believed");
+        assert_eq!(client_address(proxy, &axum::http::HeaderMap::new(), &trusted), proxy);
     }
 
     #[test]

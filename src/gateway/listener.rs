@@ -55,10 +55,12 @@ impl Open {
     /// A place for a connection from `peer`, if both bounds allow it.
     fn admit(self: &Arc<Self>, peer: IpAddr, config: &ServerConfig) -> Option<Arc<Admitted>> {
         let key = address_key(peer);
+        // A trusted proxy carries many clients: only the total bounds it.
+        let proxy = config.trusted_proxies.iter().any(|p| p.to_canonical() == peer.to_canonical());
         let mut guard = self.lock();
         let (total, by_address) = &mut *guard;
         let mine = by_address.get(&key).copied().unwrap_or(0);
-        if *total >= config.max_connections || mine >= config.max_connections_per_address {
+        if *total >= config.max_connections || (!proxy && mine >= config.max_connections_per_address) {
             return None;
         }
         *total += 1;

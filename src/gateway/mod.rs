@@ -85,8 +85,11 @@ async fn limit_api(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let peer =
-        request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let trusted = &state.config.server.trusted_proxies;
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| limits::client_address(c.0.ip(), request.headers(), trusted));
     if let (true, Some(peer)) = (request.uri().path().starts_with("/api/"), peer)
         && let Err(wait) = state.limits.request(peer)
     {
@@ -113,8 +116,13 @@ impl axum::extract::FromRequestParts<AppState> for Operator {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer =
-            parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        // Behind a trusted proxy, the client is who the proxy says: a request it forwards from
+        // elsewhere is not this machine's.
+        let trusted = &state.config.server.trusted_proxies;
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| limits::client_address(c.0.ip(), &parts.headers, trusted));
         let bearer = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

@@ -529,3 +529,40 @@ async fn one_stores_large_pack_does_not_hold_up_another_stores_upload() {
     assert!(small_done < big_done, "the small store's upload waited for the big store's build");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    config.limits.messages_per_address = mibot::config::Rate { per_second: 0.5, burst: 3 };
+    let app = spawn_with(config).await;
+    let hello_from = |client: &'static str| {
+        let addr = app.addr;
+        async move {
+            let mut request = format!("ws://{addr}/ws/chat?store=shop").into_client_request().unwrap();
+            request.headers_mut().insert("x-forwarded-for", client.parse().unwrap());
+            let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+            let mut shopper = crate::helpers::Client { ws };
+            shopper.send(serde_json::json!({"type": "hello"})).await;
+            shopper.recv().await
+        }
+    };
+    let mut first = Vec::new();
+    for _ in 0..5 {
+        first.push(hello_from("203.0.113.1").await["type"].as_str().unwrap().to_owned());
+    }
+    assert!(first.iter().any(|t| t == "error"), "the first client ran out: {first:?}");
+    assert_eq!(hello_from("203.0.113.2").await["type"], "welcome", "another client behind the proxy is not");
+
+    // A request the proxy forwards from elsewhere is not this machine's.
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{}/metrics", app.addr))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 403);
+    app.stop().await;
+}
