@@ -138,7 +138,8 @@ fn error(code: &str, message: impl Into<String>) -> AgentEvent {
 async fn serve(socket: WebSocket, state: AppState) {
     let (sink, mut stream) = socket.split();
     let (link, outbox) = AgentLink::new();
-    let writer = tokio::spawn(write_events(sink, outbox, link.signal()));
+    let ping_every = Duration::from_secs(state.config.chat.ping_seconds);
+    let writer = tokio::spawn(write_events(sink, outbox, link.signal(), ping_every));
 
     let Some((account, auto_assign, token)) = login(&state, &mut stream, &link).await else {
         drop(link);
@@ -164,9 +165,13 @@ async fn serve(socket: WebSocket, state: AppState) {
         Err(e) => tracing::warn!(error = %e, "reading open alerts failed"),
     }
     let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    // A console that is gone without a word (no frame, not even a pong) is signed out.
+    let idle = Duration::from_secs(state.config.chat.idle_timeout_seconds);
+    let mut heard = tokio::time::Instant::now();
     loop {
         let frame = tokio::select! {
             () = state.shutdown.cancelled() => break,
+            () = tokio::time::sleep_until(heard + idle) => break,
             () = link.fell_behind() => break,
             () = link.ended() => {
                 link.send(signed_out());
@@ -188,6 +193,7 @@ async fn serve(socket: WebSocket, state: AppState) {
             }
             frame = stream.next() => frame,
         };
+        heard = tokio::time::Instant::now();
         match frame {
             None | Some(Ok(Message::Close(_))) | Some(Err(_)) => break,
             Some(Ok(Message::Text(text))) => match serde_json::from_str::<AgentCommand>(&text) {
@@ -214,11 +220,19 @@ async fn write_events(
     mut sink: SplitSink<WebSocket, Message>,
     mut outbox: mpsc::Receiver<AgentEvent>,
     behind: CancellationToken,
+    ping_every: Duration,
 ) {
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     loop {
         let event = tokio::select! {
             biased;
             () = behind.cancelled() => break,
+            _ = pings.tick() => {
+                if sink.send(Message::Ping(axum::body::Bytes::new())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             event = outbox.recv() => match event {
                 Some(event) => event,
                 None => break,

@@ -566,3 +566,29 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
     assert_eq!(metrics.status(), 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_console_that_has_gone_silent_is_signed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.chat.ping_seconds = 1;
+    config.chat.idle_timeout_seconds = 2;
+    mibot::admin::create_store(&config, "shop").await.unwrap();
+    let token = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
+    let app = spawn_with(config).await;
+    let online = || async {
+        let metrics =
+            reqwest::get(format!("http://{}/metrics", app.addr)).await.unwrap().text().await.unwrap();
+        metrics.contains(r#"mibot_agents_online{store="shop"} 1"#)
+    };
+    // A console that reads answers the pings and stays signed in.
+    let (mut reading, welcome) = AgentClient::login(app.addr, &token, true).await;
+    assert_eq!(welcome["type"], "welcome");
+    let frames = reading.frames_for(Duration::from_millis(3500)).await;
+    assert!(frames.iter().all(|f| f.get("close").is_none()), "{frames:?}");
+    assert!(online().await, "a console that answers pings stays");
+    // One that stops reading answers nothing, and is signed out.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!online().await, "a silent console is signed out");
+    app.stop().await;
+}
