@@ -11,8 +11,9 @@ use mibot::encoder::tokenizer::Tokenizer;
 fn tokenizer() -> &'static Tokenizer {
     static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
     TOKENIZER.get_or_init(|| {
-        let path = std::env::var("MIBOT_FUZZ_MODEL")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/mibot-model/model.bin").into());
+        let path = std::env::var("MIBOT_FUZZ_MODEL").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../target/mibot-model/model.bin").into()
+        });
         let weights = mibot::encoder::model::Weights::read(std::path::Path::new(&path))
             .unwrap_or_else(|e| panic!("the model in {path} loads (mibot model install): {e}"));
         weights.tokenizer().expect("the model holds its tokenizer")
