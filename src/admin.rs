@@ -140,7 +140,7 @@ pub async fn revoke_agent(config: &Config, store: &str, name: &str) -> anyhow::R
     let db = open(config).await?;
     let store = existing(&db, store).await?;
     // A digest no token has: nothing signs in as this agent until a rotation.
-    let nobody = format!("revoked:{}", uuid::Uuid::new_v4().simple());
+    let nobody = ApiKey::revoked_digest();
     let found = db.set_agent_token(&store, name, &nobody).await?;
     db.close().await;
     anyhow::ensure!(found, "store {} has no agent named {name:?}", store.as_str());

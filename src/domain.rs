@@ -284,10 +284,12 @@ pub fn shopper_signature(secret: &str, shopper: &str) -> String {
 
 /// Whether `signature` is `shopper`'s under `secret`, compared in constant time.
 pub fn shopper_signed(secret: &str, shopper: &str, signature: &str) -> bool {
-    let expected = shopper_signature(secret, shopper);
-    let given = signature.trim().to_ascii_lowercase();
-    expected.len() == given.len()
-        && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    same_secret(&shopper_signature(secret, shopper), &signature.trim().to_ascii_lowercase())
+}
+
+/// Whether two secrets are equal, compared in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A merchant's API key. Only its SHA-256 digest is stored; the key is shown once.
@@ -295,6 +297,11 @@ pub fn shopper_signed(secret: &str, shopper: &str, signature: &str) -> bool {
 pub struct ApiKey(pub String);
 
 impl ApiKey {
+    /// A digest no token has: what a revoked agent's account keeps until a new token is given.
+    pub fn revoked_digest() -> String {
+        format!("revoked:{}", uuid::Uuid::new_v4().simple())
+    }
+
     /// A new random merchant key: `mk_` and 64 hex digits (244 random bits).
     pub fn generate() -> Self {
         Self::with_prefix("mk_")

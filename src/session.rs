@@ -507,7 +507,7 @@ impl Session {
         let cached =
             encoder.as_ref().filter(|_| knowledge.semantic().is_some()).and_then(|e| e.cached_query(&text));
         if let Some(vector) = cached {
-            let mut triaged = self.triage_blocking(&knowledge, &text, &ctx, now, Some(vector)).await;
+            let mut triaged = self.triage_blocking(&knowledge, &text, &ctx, now, Some(vector), true).await;
             let used = if triaged.trace.semantic == Some(SemanticUse::Skipped) {
                 SemanticUse::Skipped
             } else {
@@ -517,7 +517,7 @@ impl Session {
             self.metrics.semantic(used.as_str());
             return Ok(triaged);
         }
-        let lexical = self.triage_blocking(&knowledge, &text, &ctx, now, None).await;
+        let lexical = self.triage_blocking(&knowledge, &text, &ctx, now, None, false).await;
         let (used, vector) = match encoder {
             None => (SemanticUse::Unavailable, None),
             Some(_) if lexical.settled => (SemanticUse::Skipped, None),
@@ -530,7 +530,7 @@ impl Session {
             },
         };
         let mut triaged = match vector {
-            Some(vector) => self.triage_blocking(&knowledge, &text, &ctx, now, Some(vector)).await,
+            Some(vector) => self.triage_blocking(&knowledge, &text, &ctx, now, Some(vector), false).await,
             None => lexical,
         };
         triaged.trace.semantic = Some(used);
@@ -546,6 +546,7 @@ impl Session {
         ctx: &ChatContext,
         now: crate::domain::Millis,
         vector: Option<Arc<[f32]>>,
+        lexical_first: bool,
     ) -> Triaged {
         let (knowledge, text, ctx, config) =
             (Arc::clone(knowledge), text.to_owned(), ctx.clone(), Arc::clone(&self.config));
@@ -553,15 +554,17 @@ impl Session {
         let run = move || {
             span.in_scope(|| {
                 let cfg = config.triage_for(knowledge.store().as_str());
-                let Some(vector) = vector else { return triage(&text, &knowledge, &ctx, cfg, now, None) };
-                // With a vector at hand, a decision settled on words still comes first, so that
-                // a message decides the same whether its vector was cached or not.
-                let mut lexical = triage(&text, &knowledge, &ctx, cfg, now, None);
-                if lexical.settled {
-                    lexical.trace.semantic = Some(SemanticUse::Skipped);
-                    return lexical;
+                // With a cached vector (`lexical_first`), a decision settled on words still comes
+                // first, so that a message decides the same whether its vector was cached or not;
+                // the uncached path has made that lexical pass already.
+                if lexical_first && vector.is_some() {
+                    let mut lexical = triage(&text, &knowledge, &ctx, cfg, now, None);
+                    if lexical.settled {
+                        lexical.trace.semantic = Some(SemanticUse::Skipped);
+                        return lexical;
+                    }
                 }
-                triage(&text, &knowledge, &ctx, cfg, now, Some(&vector))
+                triage(&text, &knowledge, &ctx, cfg, now, vector.as_deref())
             })
         };
         match tokio::task::spawn_blocking(run).await {

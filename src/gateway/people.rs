@@ -110,7 +110,7 @@ async fn revoke_agent(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let store = authorize(&state, &headers, &store).await?;
-    let nobody = format!("revoked:{}", uuid::Uuid::new_v4().simple());
+    let nobody = ApiKey::revoked_digest();
     if !state.agents.set_agent_token(&store, &name, &nobody).await? {
         return Err(no_such_agent(&name));
     }

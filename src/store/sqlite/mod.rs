@@ -214,7 +214,8 @@ async fn checkpoints(pool: SqlitePool) {
 }
 
 /// The write-ahead log's bound: the writer looks at the log's size at most every
-/// [`LOG_LOOK_EVERY`] and, once it is over `max` bytes, empties it before the next batch.
+/// [`LOG_LOOK_EVERY`] while writes keep coming, and whenever they pause; once it is over `max`
+/// bytes, it empties it before the next batch.
 struct LogBound {
     file: std::path::PathBuf,
     max: u64,
@@ -287,7 +288,9 @@ async fn write_batches(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Wri
             let _ = done.send(());
             return;
         }
-        if looked.elapsed() >= LOG_LOOK_EVERY {
+        // Also whenever the writes pause, so that the last of a burst does not leave the log
+        // over its bound until the next one.
+        if looked.elapsed() >= LOG_LOOK_EVERY || queue.is_empty() {
             looked = std::time::Instant::now();
             if std::fs::metadata(&log.file).is_ok_and(|m| m.len() > log.max) {
                 empty_log(&mut conn).await;
