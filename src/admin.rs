@@ -16,13 +16,12 @@ use crate::intents::IntentSet;
 use crate::knowledge::Pack;
 use crate::knowledge::formats::{self, Format, Imported};
 use crate::library::Library;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{AgentAccount, Agents, Merchants, PackVersion, Store};
+use crate::store::{AgentAccount, Database, PackVersion};
 
-async fn open(config: &Config) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open_with(&config.storage.data_dir, config.storage.max_wal_mb * 1024 * 1024)
+async fn open(config: &Config) -> anyhow::Result<Arc<dyn Database>> {
+    crate::store::open(&config.storage)
         .await
-        .with_context(|| format!("opening the database in {}", config.storage.data_dir.display()))
+        .with_context(|| format!("opening the database ({})", config.storage.describe()))
 }
 
 /// Creates a store and its first key; returns the key, which is never shown again.
@@ -57,7 +56,7 @@ pub async fn list_stores(config: &Config) -> anyhow::Result<Vec<(StoreId, Option
     Ok(stores)
 }
 
-async fn existing(db: &SqliteStore, name: &str) -> anyhow::Result<StoreId> {
+async fn existing(db: &dyn Database, name: &str) -> anyhow::Result<StoreId> {
     let store = StoreId::parse(name)?;
     anyhow::ensure!(
         db.stores().await?.contains(&store),
@@ -69,7 +68,7 @@ async fn existing(db: &SqliteStore, name: &str) -> anyhow::Result<StoreId> {
 /// Gives a store a new key and revokes its others; returns the new key.
 pub async fn rotate_key(config: &Config, name: &str) -> anyhow::Result<ApiKey> {
     let db = open(config).await?;
-    let store = existing(&db, name).await?;
+    let store = existing(db.as_ref(), name).await?;
     let key = ApiKey::generate();
     db.add_key(&store, &key.digest(), true, Millis::now()).await?;
     db.close().await;
@@ -79,7 +78,7 @@ pub async fn rotate_key(config: &Config, name: &str) -> anyhow::Result<ApiKey> {
 /// Revokes every key of a store; returns how many were live.
 pub async fn revoke_keys(config: &Config, name: &str) -> anyhow::Result<u64> {
     let db = open(config).await?;
-    let store = existing(&db, name).await?;
+    let store = existing(db.as_ref(), name).await?;
     let revoked = db.revoke_keys(&store, Millis::now()).await?;
     db.close().await;
     Ok(revoked)
@@ -98,7 +97,7 @@ pub async fn add_agent(
         "an agent's name must be 1 to 64 characters"
     );
     let db = open(config).await?;
-    let store = existing(&db, store).await?;
+    let store = existing(db.as_ref(), store).await?;
     let account = AgentAccount {
         store: store.clone(),
         name: name.trim().to_owned(),
@@ -116,7 +115,7 @@ pub async fn add_agent(
 /// member ids with; returns it.
 pub async fn rotate_identity(config: &Config, store: &str) -> anyhow::Result<String> {
     let db = open(config).await?;
-    let store = existing(&db, store).await?;
+    let store = existing(db.as_ref(), store).await?;
     let secret = ApiKey::with_prefix("idsec_").0;
     db.set_identity_secret(&store, &secret).await?;
     db.close().await;
@@ -127,7 +126,7 @@ pub async fn rotate_identity(config: &Config, store: &str) -> anyhow::Result<Str
 /// with it is signed out within seconds. Returns the new token, which is never shown again.
 pub async fn rotate_agent(config: &Config, store: &str, name: &str) -> anyhow::Result<ApiKey> {
     let db = open(config).await?;
-    let store = existing(&db, store).await?;
+    let store = existing(db.as_ref(), store).await?;
     let token = ApiKey::with_prefix("at_");
     let found = db.set_agent_token(&store, name, &token.digest()).await?;
     db.close().await;
@@ -138,7 +137,7 @@ pub async fn rotate_agent(config: &Config, store: &str, name: &str) -> anyhow::R
 /// Ends an agent's sign-in token without giving a new one (`rotate_agent` gives one later).
 pub async fn revoke_agent(config: &Config, store: &str, name: &str) -> anyhow::Result<()> {
     let db = open(config).await?;
-    let store = existing(&db, store).await?;
+    let store = existing(db.as_ref(), store).await?;
     // A digest no token has: nothing signs in as this agent until a rotation.
     let nobody = ApiKey::revoked_digest();
     let found = db.set_agent_token(&store, name, &nobody).await?;
@@ -179,15 +178,15 @@ pub async fn import_pack(
     let (path, fmt) = (file.to_path_buf(), format);
     let imported = tokio::task::spawn_blocking(move || read_pack(&path, fmt)).await??;
     bar.inc(1);
-    let db = Arc::new(open(config).await?);
-    let store = existing(&db, store).await?;
+    let db = open(config).await?;
+    let store = existing(db.as_ref(), store).await?;
     let intents_dir = config.content.intents_dir.clone();
     let intents = tokio::task::spawn_blocking(move || IntentSet::load_dir(&intents_dir)).await??;
     let library = Library::new(
         Arc::new(intents),
         Some(config.content.intents_dir.clone()),
         Some(config.storage.data_dir.join("index")),
-        Arc::clone(&db) as Arc<dyn Merchants>,
+        Arc::clone(&db) as Arc<dyn crate::store::Merchants>,
     )
     .with_limits(config.content.size_limits());
     bar.set_message(format!(
@@ -206,7 +205,7 @@ pub async fn import_pack(
 /// The store's active pack, written in `format`.
 pub async fn export_pack(config: &Config, store: &str, format: Format) -> anyhow::Result<String> {
     let db = open(config).await?;
-    let store = existing(&db, store).await?;
+    let store = existing(db.as_ref(), store).await?;
     let active = db.active_versions().await?.into_iter().find(|(s, _)| *s == store).map(|(_, v)| v);
     let pack = match active {
         None => Pack::default(),
@@ -227,13 +226,12 @@ pub async fn report(
     since: &str,
     bucket: crate::insight::Bucket,
 ) -> anyhow::Result<crate::insight::Report> {
-    use crate::store::Insights;
     let now = Millis::now();
     let since = crate::insight::parse_since(since, now).with_context(|| {
         format!("--since {since:?} is neither a duration like 7d, 24h, 30m nor an RFC 3339 instant")
     })?;
     let db = open(config).await?;
-    let store = existing(&db, store).await?;
+    let store = existing(db.as_ref(), store).await?;
     let history = db.records(&store, since, Millis(now.0 + crate::insight::ASKED_AGAIN_WITHIN)).await?;
     db.close().await;
     Ok(crate::insight::report(&history, since, now, bucket, config.agents.utc_offset_minutes))

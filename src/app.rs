@@ -17,7 +17,6 @@ pub use crate::gateway::AppState;
 use crate::intents::IntentSet;
 use crate::knowledge::KnowledgeBase;
 use crate::library::Library;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{Agents, Embeddings, Insights, Merchants, Store};
 use crate::text::Analyzer;
 
@@ -59,11 +58,9 @@ pub fn start_encoder(config: &Config) -> EncoderSlot {
 /// [`build_state`] with a given encoder (tests share one).
 pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::Result<AppState> {
     config.validate()?;
-    let store = Arc::new(
-        SqliteStore::open_with(&config.storage.data_dir, config.storage.max_wal_mb * 1024 * 1024)
-            .await
-            .with_context(|| format!("opening the database in {}", config.storage.data_dir.display()))?,
-    );
+    let store = crate::store::open(&config.storage)
+        .await
+        .with_context(|| format!("opening the database ({})", config.storage.describe()))?;
     let intents_dir = config.content.intents_dir.clone();
     let intents = tokio::task::spawn_blocking(move || IntentSet::load_dir(&intents_dir))
         .await?

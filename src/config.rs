@@ -282,6 +282,56 @@ pub struct StorageConfig {
     /// The SQLite write-ahead log is copied into the database and cut back once it holds
     /// this many megabytes, however busy the writes.
     pub max_wal_mb: u64,
+    /// Where conversations, packs and accounts are kept: unset (SQLite in `data_dir`),
+    /// `sqlite://DIR` (SQLite in DIR), or `postgres://user@host:port/database` for several nodes
+    /// sharing one database.
+    pub url: Option<String>,
+    /// With PostgreSQL: the schema mibot's tables live in (created if missing); unset, the
+    /// server's default (`public`).
+    pub schema: Option<String>,
+}
+
+/// The database a [`StorageConfig`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend<'a> {
+    /// SQLite, in this directory.
+    Sqlite(PathBuf),
+    /// PostgreSQL, at this URL.
+    Postgres(&'a str),
+}
+
+impl StorageConfig {
+    /// The database these settings name.
+    pub fn backend(&self) -> Backend<'_> {
+        match self.url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Backend::Postgres(url)
+            }
+            Some(url) => match url.strip_prefix("sqlite://").filter(|dir| !dir.is_empty()) {
+                Some(dir) => Backend::Sqlite(PathBuf::from(dir)),
+                None => Backend::Sqlite(self.data_dir.clone()),
+            },
+            None => Backend::Sqlite(self.data_dir.clone()),
+        }
+    }
+
+    /// Where the database is, for messages (a PostgreSQL URL without its password).
+    pub fn describe(&self) -> String {
+        match self.backend() {
+            Backend::Sqlite(dir) => format!("SQLite in {}", dir.display()),
+            Backend::Postgres(url) => {
+                let shown = match (url.find("://"), url.rfind('@')) {
+                    (Some(scheme), Some(at)) if at > scheme => {
+                        let user = &url[scheme + 3..at];
+                        let user = user.split(':').next().unwrap_or_default();
+                        format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+                    }
+                    _ => url.to_owned(),
+                };
+                format!("PostgreSQL at {shown}")
+            }
+        }
+    }
 }
 
 /// Content settings.
@@ -556,7 +606,7 @@ impl Default for ServerConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./data"), max_wal_mb: 64 }
+        Self { data_dir: PathBuf::from("./data"), max_wal_mb: 64, url: None, schema: None }
     }
 }
 
@@ -652,6 +702,13 @@ impl Config {
             }
         }
         self.triage.validate().map_err(ConfigError::Invalid)?;
+        if let Some(url) = &self.storage.url
+            && !["sqlite://", "postgres://", "postgresql://"].iter().any(|scheme| url.starts_with(scheme))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "storage.url {url:?}: use sqlite://DIRECTORY or postgres://USER@HOST:PORT/DATABASE"
+            )));
+        }
         self.agents.hours().map_err(ConfigError::Invalid)?;
         let chat = &self.chat;
         if chat.hello_timeout_seconds == 0

@@ -1,11 +1,19 @@
 //! Storage: conversations and messages, behind one narrow trait.
 //!
 //! The pipeline sees only [`Store`]; merchants' stores, keys and pack versions are behind
-//! [`Merchants`]. [`sqlite::SqliteStore`] implements both for a single node.
+//! [`Merchants`], agents and the queue behind [`Agents`], the measures behind [`Insights`].
+//! [`sqlite::SqliteStore`] implements them all for a single node, [`postgres::PostgresStore`]
+//! for several nodes sharing one database; [`open`] picks one from `[storage]`.
 //! A message is acknowledged to the shopper only after `append_shopper_message` returns, i.e.
 //! after the transaction holding it committed with a full sync.
 
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -32,6 +40,22 @@ pub struct Conversation {
     pub product: Option<String>,
     /// The storefront's own id for the shopper, when it gives one.
     pub shopper: Option<String>,
+}
+
+impl Conversation {
+    /// A new conversation of `store` with the bot, with a fresh id and resume token.
+    pub fn start(store: &StoreId, product: Option<&str>, shopper: Option<&str>) -> Self {
+        Self {
+            id: ConversationId::new(),
+            store: store.clone(),
+            resume_token: ResumeToken::new(),
+            status: ChatStatus::Bot,
+            handoff_reason: None,
+            consecutive_fallbacks: 0,
+            product: product.map(str::to_owned),
+            shopper: shopper.map(str::to_owned),
+        }
+    }
 }
 
 /// A stored message.
@@ -109,6 +133,9 @@ pub enum StoreError {
     /// The store is shut down.
     #[error("the store is closed")]
     Closed,
+    /// The storage settings cannot work.
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// Everything the chat path needs from storage.
@@ -208,6 +235,22 @@ pub struct NewPackVersion<'a> {
     pub products: u32,
     /// The pack as mibot's JSON.
     pub content: &'a str,
+}
+
+impl NewPackVersion<'_> {
+    /// The version as stored, numbered `version`.
+    pub fn stored(&self, store: &StoreId, version: u32, at: Millis) -> PackVersion {
+        PackVersion {
+            store: store.clone(),
+            version,
+            format: self.format.to_owned(),
+            source: self.source.to_owned(),
+            fingerprint: self.fingerprint.to_owned(),
+            faq: self.faq,
+            products: self.products,
+            created_at: at,
+        }
+    }
 }
 
 /// Stores, merchants' keys and pack versions: what the merchant API and the CLI change.
@@ -631,4 +674,22 @@ pub trait Embeddings: Send + Sync {
         items: &[(Digest, Vec<f32>)],
         at: Millis,
     ) -> Result<(), StoreError>;
+}
+
+/// Every storage trait in one object: what [`open`] gives.
+pub trait Database: Store + Merchants + Agents + Insights + Embeddings {}
+
+impl<T: Store + Merchants + Agents + Insights + Embeddings> Database for T {}
+
+/// Opens the database `[storage]` names: PostgreSQL for a `postgres://` URL, otherwise SQLite in
+/// the data directory (or in the directory of a `sqlite://` URL).
+pub async fn open(config: &crate::config::StorageConfig) -> Result<Arc<dyn Database>, StoreError> {
+    match config.backend() {
+        crate::config::Backend::Postgres(url) => {
+            Ok(Arc::new(postgres::PostgresStore::open(url, config.schema.as_deref()).await?))
+        }
+        crate::config::Backend::Sqlite(dir) => {
+            Ok(Arc::new(sqlite::SqliteStore::open_with(&dir, config.max_wal_mb * 1024 * 1024).await?))
+        }
+    }
 }

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::SqliteStore;
+use crate::store::rows::{vector_bytes, vector_from};
 use crate::store::{Digest, Embeddings, StoreError};
 
 /// Keys per statement: well under SQLite's limit on bound parameters.
@@ -22,7 +23,7 @@ impl Embeddings for SqliteStore {
                 query = query.bind(digest.as_slice());
             }
             for (digest, vector) in query.fetch_all(&self.pool).await? {
-                found.insert(digest, decode(&vector));
+                found.insert(digest, vector_from(&vector));
             }
         }
         Ok(digests.iter().map(|d| found.remove(d.as_slice())).collect())
@@ -43,7 +44,7 @@ impl Embeddings for SqliteStore {
                 )
                 .bind(model)
                 .bind(digest.as_slice())
-                .bind(encode(vector))
+                .bind(vector_bytes(vector))
                 .bind(at.0)
                 .execute(&mut *tx)
                 .await?;
@@ -52,12 +53,4 @@ impl Embeddings for SqliteStore {
         }
         Ok(())
     }
-}
-
-fn encode(vector: &[f32]) -> Vec<u8> {
-    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn decode(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
