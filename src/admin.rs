@@ -196,6 +196,14 @@ pub async fn import_pack(
     ));
     bar.inc(1);
     let version = library.publish(&store, imported.pack.clone(), imported.format, "cli", Millis::now()).await;
+    if version.is_ok()
+        && let Err(error) =
+            crate::cluster::announce(&config.cluster, crate::cluster::Note::Packs { store: store.clone() })
+                .await
+    {
+        // The nodes still pick it up within content.reload_seconds.
+        tracing::warn!(%error, "telling the cluster's nodes about the new version failed");
+    }
     bar.inc(1);
     bar.finish_and_clear();
     db.close().await;

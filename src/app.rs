@@ -65,6 +65,10 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
     let intents = tokio::task::spawn_blocking(move || IntentSet::load_dir(&intents_dir))
         .await?
         .with_context(|| format!("loading intents from {}", config.content.intents_dir.display()))?;
+    let shutdown = CancellationToken::new();
+    let cluster = crate::cluster::Cluster::connect(&config.cluster, shutdown.clone())
+        .await
+        .context("joining the cluster (cluster.redis_url)")?;
     let merchants: Arc<dyn Merchants> = store.clone();
     let library = Library::new(
         Arc::new(intents),
@@ -73,7 +77,8 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
         Arc::clone(&merchants),
     )
     .with_limits(config.content.size_limits())
-    .with_encoder(encoder, store.clone() as Arc<dyn Embeddings>);
+    .with_encoder(encoder, store.clone() as Arc<dyn Embeddings>)
+    .with_cluster(cluster.clone());
     let clock = Clock::system();
     if config.content.knowledge_dir.exists() {
         library.import_directory(&config.content.knowledge_dir, clock.now()).await?;
@@ -88,7 +93,8 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
     let library = Arc::new(library);
     let desk = Desk::open(store.clone() as Arc<dyn Agents>, Arc::clone(&library), Arc::clone(&config))
         .await
-        .context("loading the queue")?;
+        .context("loading the queue")?
+        .with_cluster(cluster.clone());
     let limits = Arc::new(crate::gateway::Limits::new(&config.limits));
     Ok(AppState {
         config,
@@ -100,7 +106,8 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
         desk: Arc::new(desk),
         metrics: Arc::new(crate::metrics::Metrics::default()),
         clock,
-        shutdown: CancellationToken::new(),
+        shutdown,
+        cluster,
         connections: TaskTracker::new(),
         limits,
     })
@@ -150,6 +157,29 @@ pub async fn run(
             }
         });
     }
+    if let Some(cluster) = &state.cluster {
+        let mut ear = cluster.listen(token.clone());
+        let (library, desk) = (Arc::clone(&state.library), Arc::clone(&state.desk));
+        tokio::spawn(async move {
+            while let Some(heard) = ear.recv().await {
+                match heard {
+                    crate::cluster::Heard::Note(crate::cluster::Note::Packs { store }) => {
+                        tracing::info!(store = %store, "a pack changed on another node");
+                        if let Err(error) = library.sync().await {
+                            tracing::warn!(%error, "loading a pack changed on another node failed");
+                        }
+                    }
+                    crate::cluster::Heard::Note(note) => desk.heard(note).await,
+                    crate::cluster::Heard::Rejoined => {
+                        if let Err(error) = library.sync().await {
+                            tracing::warn!(%error, "checking for new pack versions failed");
+                        }
+                        desk.reread().await;
+                    }
+                }
+            }
+        });
+    }
     let check = state.config.alerts.check_seconds;
     if check > 0 {
         let watch = crate::alerts::Watch::new(
@@ -159,7 +189,7 @@ pub async fn run(
             Arc::clone(&state.desk),
             Arc::clone(&state.config),
         )?;
-        let (clock, token) = (state.clock.clone(), token.clone());
+        let (clock, token, cluster) = (state.clock.clone(), token.clone(), state.cluster.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(check));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,6 +197,12 @@ pub async fn run(
                 tokio::select! {
                     () = token.cancelled() => break,
                     _ = every.tick() => {}
+                }
+                // With other nodes, one of them looks for spikes (and calls the webhooks).
+                if let Some(cluster) = &cluster
+                    && !cluster.hold("alerts", std::time::Duration::from_secs(check * 3)).await
+                {
+                    continue;
                 }
                 if let Err(error) = watch.check(clock.now()).await {
                     tracing::warn!(%error, "checking for spikes failed");

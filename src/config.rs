@@ -36,8 +36,24 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Rate limits on shoppers' messages and API requests.
     pub limits: LimitsConfig,
+    /// Several nodes working together through Redis.
+    pub cluster: ClusterConfig,
     /// Per-store settings, by store name: `[stores.demo.triage]`.
     pub stores: BTreeMap<String, StoreSettings>,
+}
+
+/// Several nodes behind one load balancer, sharing PostgreSQL (`storage.url`) and Redis.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://host:port`: nodes relay chats, queue changes, alerts and pack changes to each
+    /// other through it, and hold leases. Unset: this node works alone.
+    pub redis_url: Option<String>,
+    /// This node's name, unique in the deployment; unset, one is made at start.
+    pub node_id: Option<String>,
+    /// What the deployment's Redis keys and channels start with (`mibot`), so that deployments
+    /// can share one Redis.
+    pub prefix: Option<String>,
 }
 
 /// A rate: `per_second` on average, with bursts of up to `burst`. `per_second = 0` is no limit.

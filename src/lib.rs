@@ -16,6 +16,7 @@ pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod encoder;

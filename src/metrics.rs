@@ -14,6 +14,23 @@ struct StoreLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelayLabel {
+    node: String,
+    notes: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabel {
+    node: String,
+    lease: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SemanticLabel {
     semantic: String,
 }
@@ -36,6 +53,10 @@ pub struct Metrics {
     agents: Family<StoreLabel, Gauge>,
     semantic: Family<SemanticLabel, Counter>,
     encoder_available: Gauge,
+    cluster_node: Family<NodeLabel, Gauge>,
+    relay_notes: Family<RelayLabel, Gauge>,
+    relay_lag: Family<NodeLabel, Gauge>,
+    leases: Family<LeaseLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -74,7 +95,35 @@ impl Default for Metrics {
             "1 when the sentence encoder is running; 0 while it starts or when it is missing (lexical signals only)",
             encoder_available.clone(),
         );
+        let cluster_node = Family::<NodeLabel, Gauge>::default();
+        registry.register(
+            "cluster_node",
+            "1, labelled with this node's name, when it is part of a cluster",
+            cluster_node.clone(),
+        );
+        let relay_notes = Family::<RelayLabel, Gauge>::default();
+        registry.register(
+            "relay_notes",
+            "Notes to and from the other nodes: sent, heard, dropped",
+            relay_notes.clone(),
+        );
+        let relay_lag = Family::<NodeLabel, Gauge>::default();
+        registry.register(
+            "relay_lag_milliseconds",
+            "How long the last note heard took from its sender",
+            relay_lag.clone(),
+        );
+        let leases = Family::<LeaseLabel, Gauge>::default();
+        registry.register(
+            "leases_held",
+            "1 for each job lease this node holds (alerts, sweep)",
+            leases.clone(),
+        );
         Self {
+            cluster_node,
+            relay_notes,
+            relay_lag,
+            leases,
             registry,
             messages,
             replies,
@@ -108,6 +157,28 @@ impl Metrics {
     /// Whether the encoder is running.
     pub fn set_encoder_available(&self, available: bool) {
         self.encoder_available.set(i64::from(available));
+    }
+
+    /// The cluster's figures as this node sees them.
+    pub fn set_cluster(&self, cluster: &crate::cluster::Cluster) {
+        use std::sync::atomic::Ordering;
+        let node = cluster.node().to_owned();
+        self.cluster_node.get_or_create(&NodeLabel { node: node.clone() }).set(1);
+        let stats = cluster.stats();
+        for (notes, value) in [("sent", &stats.sent), ("heard", &stats.heard), ("dropped", &stats.dropped)] {
+            let count = i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+            self.relay_notes
+                .get_or_create(&RelayLabel { node: node.clone(), notes: notes.into() })
+                .set(count);
+        }
+        self.relay_lag
+            .get_or_create(&NodeLabel { node: node.clone() })
+            .set(stats.last_lag_ms.load(Ordering::Relaxed));
+        let held = cluster.leases_held();
+        for lease in ["alerts", "sweep"] {
+            let label = LeaseLabel { node: node.clone(), lease: lease.into() };
+            self.leases.get_or_create(&label).set(i64::from(held.iter().any(|h| h == lease)));
+        }
     }
 
     /// The text exposition, with the queues as `(store, waiting, with_agent, agents online)`.

@@ -59,6 +59,7 @@ pub struct Session {
     config: Arc<Config>,
     clock: Clock,
     metrics: Arc<Metrics>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     conversation: Option<Conversation>,
     out: mpsc::Sender<ServerEvent>,
 }
@@ -80,6 +81,8 @@ pub struct Services {
     pub clock: Clock,
     /// Operators' metrics.
     pub metrics: Arc<Metrics>,
+    /// The other nodes, when there are any.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Session {
@@ -126,8 +129,20 @@ impl Session {
 
     /// A session with a shopper of `store_id`, sending its events to `out`.
     pub fn new(store_id: StoreId, services: Services, out: mpsc::Sender<ServerEvent>) -> Self {
-        let Services { library, desk, store, insights, config, clock, metrics } = services;
-        Self { store_id, library, desk, store, insights, config, clock, metrics, conversation: None, out }
+        let Services { library, desk, store, insights, config, clock, metrics, cluster } = services;
+        Self {
+            store_id,
+            library,
+            desk,
+            store,
+            insights,
+            config,
+            clock,
+            metrics,
+            cluster,
+            conversation: None,
+            out,
+        }
     }
 
     /// The connection has ended: the desk stops sending to it.
@@ -316,7 +331,32 @@ impl Session {
             .into());
         }
         let conversation = conversation.clone();
+        let Some(cluster) = self.cluster.clone() else {
+            return self.take_message(id, conversation, text).await;
+        };
+        // With other nodes, one node at a time decides a conversation's messages (the shopper
+        // may have reconnected to another node mid-reply), from its state as stored.
+        let lease = cluster.begin_conversation(conversation.id).await;
+        let decided = async {
+            let stored = self.store.conversation_by_token(&self.store_id, &conversation.resume_token).await?;
+            let conversation = stored.unwrap_or(conversation);
+            self.conversation = Some(conversation.clone());
+            self.take_message(id, conversation, text).await
+        }
+        .await;
+        if let Some(lease) = lease {
+            cluster.end_conversation(lease).await;
+        }
+        decided
+    }
 
+    /// Decides, stores and sends the bot's part for one shopper message.
+    async fn take_message(
+        &mut self,
+        id: ClientMessageId,
+        conversation: Conversation,
+        text: &str,
+    ) -> Result<(), SessionError> {
         // The common case: the bot answers. It decides first, then the message and its reply
         // are stored in one transaction (one commit, not two), then the ack and the reply go out.
         if conversation.status == ChatStatus::Bot && !self.to_people().await {

@@ -12,6 +12,7 @@
 //! while anyone else can take it. Chats are served by priority (the handoff reason's, with
 //! timed-out and orphaned chats at the front), then by how long they have waited.
 
+mod relay;
 mod state;
 mod wire;
 
@@ -24,6 +25,7 @@ pub use state::{AGENT_OUTBOX, AgentLink, PREVIEW_CHARS};
 use state::{Chat, Online, StoreDesk, queue_items};
 pub use wire::{AgentCommand, AgentEvent, AlertNotice, QueueItem, Suggestion};
 
+use crate::cluster::{Cluster, Note};
 use crate::config::Config;
 use crate::domain::{ChatStatus, ConversationId, HandoffReason, Lang, MessageId, Millis, Role, StoreId};
 use crate::knowledge::EntryRef;
@@ -78,6 +80,7 @@ impl DeskError {
 /// The queue and the agents, for every store.
 pub struct Desk {
     state: Mutex<HashMap<StoreId, StoreDesk>>,
+    cluster: Option<Arc<Cluster>>,
     agents: Arc<dyn Agents>,
     library: Arc<Library>,
     config: Arc<Config>,
@@ -105,7 +108,14 @@ impl Desk {
                 .chats
                 .insert(open.conversation, Chat::from_open(open));
         }
-        Ok(Self { state: Mutex::new(stores), agents, library, config, next_conn: 0.into() })
+        Ok(Self { state: Mutex::new(stores), cluster: None, agents, library, config, next_conn: 0.into() })
+    }
+
+    /// The desk working with the cluster's other nodes: what happens here is told to them, and
+    /// [`Desk::heard`] takes in what happened there.
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// The agent account a token opens.
@@ -200,6 +210,7 @@ impl Desk {
                 last_text: Some(last_text.to_owned()),
             },
         );
+        self.changed(store, conversation);
         self.dispatch(store, desk, now).await;
         self.tell_place(desk, conversation, Millis::now());
         Ok(())
@@ -226,11 +237,51 @@ impl Desk {
             agent
         };
         let Some(agent) = agent else { return };
+        self.to_agent_anywhere(store, &agent, conversation, message, text, now).await;
+    }
+
+    /// A shopper's message, for the agent who owns the chat: here, or on the node they are on.
+    async fn to_agent_anywhere(
+        &self,
+        store: &StoreId,
+        agent: &str,
+        conversation: ConversationId,
+        message: MessageId,
+        text: &str,
+        now: Millis,
+    ) {
+        let here = self.state.lock().await.get(store).is_some_and(|desk| desk.agents.contains_key(agent));
+        match &self.cluster {
+            Some(cluster) if !here => cluster.tell(Note::ShopperMessage {
+                store: store.clone(),
+                agent: agent.to_owned(),
+                conversation,
+                message_id: message,
+                text: text.to_owned(),
+                at: now.0,
+            }),
+            _ => self.to_agent_here(store, agent, conversation, message, text, now).await,
+        }
+    }
+
+    /// A shopper's message, for the agent who owns the chat if they are connected here.
+    async fn to_agent_here(
+        &self,
+        store: &StoreId,
+        agent: &str,
+        conversation: ConversationId,
+        message: MessageId,
+        text: &str,
+        now: Millis,
+    ) {
+        if !self.state.lock().await.get(store).is_some_and(|desk| desk.agents.contains_key(agent)) {
+            return;
+        }
         let suggestions = self.suggest(store, text).await;
         let state = self.state.lock().await;
         if let Some(desk) = state.get(store) {
             desk.to_agent(
-                &agent,
+                agent,
                 AgentEvent::ShopperMessage {
                     conversation_id: conversation,
                     message_id: message,
@@ -244,6 +295,9 @@ impl Desk {
 
     /// Tells the store's agents online about a spike alert.
     pub async fn alert(&self, store: &StoreId, alert: &crate::store::AlertRow) {
+        if let Some(cluster) = &self.cluster {
+            cluster.tell(Note::Alert { alert: Box::new(alert.clone()) });
+        }
         let state = self.state.lock().await;
         if let Some(desk) = state.get(store) {
             desk.to_agents(&AgentEvent::Alert { alert: alert.into() });
@@ -267,16 +321,19 @@ impl Desk {
         }
         let state = self.state.lock().await;
         let mut delivered = 0;
-        if let Some(desk) = state.get(store) {
-            for (conversation, message_id) in &stored {
-                if let Some(shopper) = desk.shoppers.get(conversation) {
-                    let event = ServerEvent::StoreMessage {
-                        message_id: *message_id,
-                        text: text.to_owned(),
-                        at: now.0,
-                    };
-                    if shopper.try_send(event).is_ok() {
-                        delivered += 1;
+        let desk = state.get(store);
+        for (conversation, message_id) in &stored {
+            let event =
+                ServerEvent::StoreMessage { message_id: *message_id, text: text.to_owned(), at: now.0 };
+            match desk.and_then(|desk| desk.shoppers.get(conversation)) {
+                Some(shopper) => delivered += usize::from(shopper.try_send(event).is_ok()),
+                None => {
+                    if let Some(cluster) = &self.cluster {
+                        cluster.tell(Note::Shopper {
+                            store: store.clone(),
+                            conversation: *conversation,
+                            event,
+                        });
                     }
                 }
             }
@@ -304,6 +361,9 @@ impl Desk {
         link: AgentLink,
         now: Millis,
     ) -> Result<u64, StoreError> {
+        if let Some(cluster) = &self.cluster {
+            cluster.agent_here(&account.store, &account.name).await;
+        }
         let conn = self.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         link.send(AgentEvent::Welcome {
             agent: account.name.clone(),
@@ -347,6 +407,13 @@ impl Desk {
     /// Signs the store's agent `name` out at once, if they are online (their token was revoked
     /// or replaced); their chats go back to the queue as they do on any sign-out.
     pub async fn sign_out(&self, store: &StoreId, name: &str) {
+        if let Some(cluster) = &self.cluster {
+            cluster.tell(Note::SignOut { store: store.clone(), agent: name.to_owned() });
+        }
+        self.sign_out_here(store, name).await;
+    }
+
+    async fn sign_out_here(&self, store: &StoreId, name: &str) {
         let state = self.state.lock().await;
         if let Some(online) = state.get(store).and_then(|desk| desk.agents.get(name)) {
             online.link.end();
@@ -374,10 +441,13 @@ impl Desk {
             return;
         }
         desk.agents.remove(agent);
+        if let Some(cluster) = &self.cluster {
+            cluster.agent_gone(store, agent).await;
+        }
         let owned: Vec<ConversationId> =
             desk.chats.iter().filter(|(_, c)| c.agent.as_deref() == Some(agent)).map(|(id, _)| *id).collect();
         for conversation in owned {
-            if let Err(error) = self.requeue(desk, conversation, None, now).await {
+            if let Err(error) = self.requeue(store, desk, conversation, None, now).await {
                 tracing::error!(%error, %conversation, "requeueing an offline agent's chat failed");
             }
         }
@@ -422,7 +492,9 @@ impl Desk {
         if let Some(chat) = desk.chats.get_mut(&conversation) {
             chat.answered = true;
         }
-        desk.to_shopper(
+        self.to_shopper_anywhere(
+            &agent.store,
+            desk,
             conversation,
             ServerEvent::AgentMessage {
                 message_id: id,
@@ -482,7 +554,9 @@ impl Desk {
         {
             return Err(DeskError::AlreadyTaken);
         }
-        desk.to_shopper(
+        self.to_shopper_anywhere(
+            &agent.store,
+            desk,
             conversation,
             ServerEvent::Status {
                 status: ChatStatus::WaitingForAgent,
@@ -490,6 +564,7 @@ impl Desk {
                 agent: None,
             },
         );
+        self.changed(&agent.store, conversation);
         self.dispatch(&agent.store, desk, now).await;
         Ok(())
     }
@@ -508,9 +583,13 @@ impl Desk {
         self.agents.release(conversation, status, now).await?;
         desk.chats.remove(&conversation);
         desk.to_agent(&agent.name, AgentEvent::Released { conversation_id: conversation, status });
-        desk.to_shopper(conversation, ServerEvent::Status { status, reason: None, agent: None });
+        self.changed(&agent.store, conversation);
+        let status_event = ServerEvent::Status { status, reason: None, agent: None };
+        self.to_shopper_anywhere(&agent.store, desk, conversation, status_event);
         if status == ChatStatus::Closed {
-            desk.to_shopper(
+            self.to_shopper_anywhere(
+                &agent.store,
+                desk,
                 conversation,
                 ServerEvent::RateRequest {
                     text:
@@ -528,6 +607,10 @@ impl Desk {
     pub async fn sweep(&self, now: Millis) {
         let timeout =
             i64::try_from(self.config.agents.answer_timeout_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        // With other nodes, each node times out its own agents' chats; the node holding the
+        // sweep lease also takes back the chats of agents signed in nowhere (their node died).
+        let elsewhere = self.present_elsewhere().await;
+        let clustered = self.cluster.is_some();
         let mut state = self.state.lock().await;
         let stores: Vec<StoreId> = state.keys().cloned().collect();
         for store in stores {
@@ -538,8 +621,15 @@ impl Desk {
                 .filter_map(|(id, c)| {
                     let agent = c.agent.as_ref()?;
                     let late = now.0 - c.assigned_at.map_or(c.queued_at.0, |a| a.0) >= timeout;
-                    let gone = !desk.agents.contains_key(agent);
-                    (late && (!c.answered || gone)).then(|| (*id, agent.clone()))
+                    let here = desk.agents.contains_key(agent);
+                    let take_back = if !clustered {
+                        late && (!c.answered || !here)
+                    } else if here {
+                        late && !c.answered
+                    } else {
+                        elsewhere.as_ref().is_some_and(|e| !e.contains(&format!("{store}/{agent}")))
+                    };
+                    take_back.then(|| (*id, agent.clone()))
                 })
                 .collect();
             if overdue.is_empty() {
@@ -553,7 +643,7 @@ impl Desk {
                         why: "not answered in time".into(),
                     },
                 );
-                if let Err(error) = self.requeue(desk, conversation, Some(agent), now).await {
+                if let Err(error) = self.requeue(&store, desk, conversation, Some(agent), now).await {
                     tracing::error!(%error, %conversation, "requeueing an unanswered chat failed");
                 }
             }
@@ -564,6 +654,7 @@ impl Desk {
     /// Puts an assigned chat back at the front of the queue.
     async fn requeue(
         &self,
+        store: &StoreId,
         desk: &mut StoreDesk,
         conversation: ConversationId,
         passed_over: Option<String>,
@@ -578,10 +669,13 @@ impl Desk {
         chat.answered = false;
         chat.priority = priority;
         chat.passed_over.extend(passed_over);
-        desk.to_shopper(
+        self.to_shopper_anywhere(
+            store,
+            desk,
             conversation,
             ServerEvent::Status { status: ChatStatus::WaitingForAgent, reason: Some(reason), agent: None },
         );
+        self.changed(store, conversation);
         let _ = now;
         Ok(())
     }
@@ -629,9 +723,12 @@ impl Desk {
             chat.assigned_at = Some(now);
             chat.answered = false;
         }
+        self.changed(store, conversation);
         let event = self.assigned_event(store, desk, conversation).await?;
         desk.to_agent(agent, event);
-        desk.to_shopper(
+        self.to_shopper_anywhere(
+            store,
+            desk,
             conversation,
             ServerEvent::Status {
                 status: ChatStatus::WithAgent,

@@ -104,6 +104,7 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>, peer: 
         config: Arc::clone(&state.config),
         clock: state.clock.clone(),
         metrics: Arc::clone(&state.metrics),
+        cluster: state.cluster.clone(),
     };
     let mut own_limit = state.limits.connection();
     let mut session = Session::new(store_id.clone(), services, out.clone());

@@ -60,6 +60,8 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Rate limits shared by every connection and request.
     pub limits: Arc<Limits>,
+    /// The other nodes of the deployment, when there are any (`cluster.redis_url`).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The HTTP router.
@@ -203,6 +205,9 @@ async fn metrics(
 ) -> impl axum::response::IntoResponse {
     let gauges = state.desk.gauges().await;
     state.metrics.set_encoder_available(state.library.encoder().get().is_some());
+    if let Some(cluster) = &state.cluster {
+        state.metrics.set_cluster(cluster);
+    }
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(&gauges),

@@ -78,6 +78,8 @@ pub struct Library {
     encoder: EncoderSlot,
     /// How large a pack's texts may be.
     limits: SizeLimits,
+    /// The other nodes, told when a store's pack changes here.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Where pack texts' vectors are kept.
     embeddings: Option<Arc<dyn Embeddings>>,
     /// What the last semantic index built for each store took.
@@ -125,6 +127,20 @@ impl Library {
             embeddings: None,
             embedded: Arc::default(),
             limits: SizeLimits::default(),
+            cluster: None,
+        }
+    }
+
+    /// The library telling the other nodes of the cluster when a pack changes here.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Tells the other nodes that `store`'s active pack changed.
+    fn changed(&self, store: &StoreId) {
+        if let Some(cluster) = &self.cluster {
+            cluster.tell(crate::cluster::Note::Packs { store: store.clone() });
         }
     }
 
@@ -377,6 +393,7 @@ impl Library {
         let version = self.merchants.add_pack_version(store, new, true, at).await?;
         self.put(store.clone(), Shelf { knowledge, version: Some(version.version) });
         tracing::info!(store = %store, version = version.version, source, "pack published");
+        self.changed(store);
         Ok(version)
     }
 
@@ -398,6 +415,7 @@ impl Library {
         }
         self.put(store.clone(), Shelf { knowledge, version: Some(version) });
         tracing::info!(store = %store, version, "pack version activated");
+        self.changed(store);
         Ok(meta)
     }
 

@@ -192,12 +192,14 @@ async fn the_queue_and_a_chat_with_people(db: &dyn Database) {
     db.append_notice(high.id, "客服已接入", Millis(5)).await.unwrap();
     let open = db.open_chats().await.unwrap();
     assert_eq!((open[0].agent.as_deref(), open[0].assigned_at), (Some("li"), Some(Millis(4))));
+    assert_eq!(db.open_chat(high.id).await.unwrap().as_ref(), Some(&open[0]));
     assert!(!db.rate(high.id, 5, None).await.unwrap(), "an open chat is not rated");
     db.release(high.id, ChatStatus::Closed, Millis(6)).await.unwrap();
     assert!(db.rate(high.id, 5, Some("很快")).await.unwrap());
     assert!(!db.rate(high.id, 1, None).await.unwrap(), "a chat is rated once");
     db.release(low.id, ChatStatus::Bot, Millis(6)).await.unwrap();
     assert!(db.open_chats().await.unwrap().is_empty());
+    assert_eq!(db.open_chat(high.id).await.unwrap(), None, "a closed chat is not open");
     let summary = db.chat_summary(high.id).await.unwrap().unwrap();
     assert_eq!((summary.rating, summary.rating_comment.as_deref()), (Some(5), Some("很快")));
     let transcript = db.transcript(high.id).await.unwrap();

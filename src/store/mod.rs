@@ -409,6 +409,9 @@ pub trait Agents: Send + Sync + std::fmt::Debug + 'static {
     /// Every conversation waiting for or with an agent, in every store.
     async fn open_chats(&self) -> Result<Vec<OpenChat>, StoreError>;
 
+    /// The conversation, if it is waiting for or with an agent.
+    async fn open_chat(&self, conversation: ConversationId) -> Result<Option<OpenChat>, StoreError>;
+
     /// Puts a conversation in the queue (again): waiting, no agent, with this priority and group.
     async fn enqueue(
         &self,
@@ -617,7 +620,7 @@ pub trait Insights: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// A spike alert: one episode of a topic asked about far more often than usual.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlertRow {
     /// Its id.
     pub id: i64,

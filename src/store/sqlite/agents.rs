@@ -95,6 +95,18 @@ impl Agents for SqliteStore {
         found.iter().map(rows::open_chat).collect()
     }
 
+    async fn open_chat(&self, conversation: ConversationId) -> Result<Option<OpenChat>, StoreError> {
+        let sql = format!(
+            "SELECT {OPEN_CHAT_COLUMNS} FROM conversations
+             WHERE id = ? AND status IN ('waiting_for_agent', 'with_agent')"
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(conversation.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        found.as_ref().map(rows::open_chat).transpose()
+    }
+
     async fn enqueue(
         &self,
         conversation: ConversationId,
