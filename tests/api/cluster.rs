@@ -1,0 +1,183 @@
+//! Several nodes as one deployment: real servers on port 0 sharing the local PostgreSQL (a
+//! schema per test) and Redis (a key prefix per test), with shoppers and agents on different
+//! nodes over real WebSockets.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mibot::config::Config;
+use serde_json::{Value, json};
+
+use crate::helpers::{AgentClient, Client, TestApp, spawn_with, test_config};
+
+/// A deployment's shared settings: one PostgreSQL schema and one Redis prefix.
+struct Deployment {
+    schema: String,
+}
+
+impl Deployment {
+    fn new() -> Self {
+        Self { schema: format!("mibot_cluster_{}", uuid::Uuid::new_v4().simple()) }
+    }
+
+    /// A node's configuration, with its own data directory (indexes stay on local disk).
+    fn node(&self, dir: &Path, name: &str) -> Config {
+        let mut config = test_config(dir);
+        config.storage.url = Some(postgres_url());
+        config.storage.schema = Some(self.schema.clone());
+        config.cluster.redis_url = Some("redis://127.0.0.1:6379".into());
+        config.cluster.prefix = Some(self.schema.clone());
+        config.cluster.node_id = Some(name.into());
+        // Packs must reach other nodes by notification, not by polling.
+        config.content.reload_seconds = 0;
+        config
+    }
+
+    async fn drop(self) {
+        mibot::store::postgres::PostgresStore::drop_schema(&postgres_url(), &self.schema).await.unwrap();
+    }
+}
+
+fn postgres_url() -> String {
+    std::env::var("MIBOT_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Two nodes of a new deployment with store `shop`, its key, and agents `ann` and `bob`.
+async fn two_nodes(
+    deployment: &Deployment,
+    dirs: &[tempfile::TempDir; 2],
+) -> (TestApp, TestApp, String, [String; 2]) {
+    let config = deployment.node(dirs[0].path(), "a");
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let ann = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
+    let bob = mibot::admin::add_agent(&config, "shop", "bob", &[], Some(3)).await.unwrap().0;
+    let a = spawn_with(config).await;
+    let b = spawn_with(deployment.node(dirs[1].path(), "b")).await;
+    (a, b, key, [ann, bob])
+}
+
+async fn handed_over(node: &TestApp) -> (Client, String) {
+    let mut shopper = node.connect("shop").await;
+    let welcome = shopper.hello(None).await;
+    let reply = shopper.ask("h1", "转人工").await;
+    assert_eq!(reply["kind"], "handoff", "{reply}");
+    (shopper, welcome["conversation_id"].as_str().unwrap().to_owned())
+}
+
+fn dirs() -> [tempfile::TempDir; 2] {
+    [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_on_one_node_and_an_agent_on_another_talk_both_ways() {
+    let deployment = Deployment::new();
+    let dirs = dirs();
+    let (a, b, _, [ann_token, _]) = two_nodes(&deployment, &dirs).await;
+    let (mut ann, _) = AgentClient::login(b.addr, &ann_token, true).await;
+
+    let (mut shopper, conversation) = handed_over(&a).await;
+    let status = shopper.recv_status("with_agent").await;
+    assert_eq!(status["agent"], "ann", "{status}");
+    let assigned = ann.recv_type("assigned").await;
+    assert_eq!(assigned["conversation_id"], conversation.as_str());
+
+    shopper.message("m2", "发票怎么申请").await;
+    let seen = ann.recv_type("shopper_message").await;
+    assert_eq!(seen["text"], "发票怎么申请", "{seen}");
+    assert_eq!(seen["suggestions"][0]["entry"], "invoice", "suggestions come from the agent's node: {seen}");
+
+    ann.send(json!({"type": "reply", "conversation_id": conversation, "text": "您好，在订单页申请即可。"}))
+        .await;
+    let said = shopper.recv_type("agent_message").await;
+    assert_eq!(
+        (said["agent"].as_str(), said["text"].as_str()),
+        (Some("ann"), Some("您好，在订单页申请即可。"))
+    );
+
+    ann.send(json!({"type": "close", "conversation_id": conversation})).await;
+    shopper.recv_status("closed").await;
+    a.stop().await;
+    b.stop().await;
+    deployment.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_agents_on_two_nodes_claiming_one_chat_exactly_one_wins() {
+    let deployment = Deployment::new();
+    let dirs = dirs();
+    let (a, b, _, [ann_token, bob_token]) = two_nodes(&deployment, &dirs).await;
+    let (mut ann, _) = AgentClient::login(a.addr, &ann_token, false).await;
+    let (mut bob, _) = AgentClient::login(b.addr, &bob_token, false).await;
+    let (mut shopper, conversation) = handed_over(&a).await;
+    for agent in [&mut ann, &mut bob] {
+        let queue = agent.queue_of(1).await;
+        assert_eq!(queue["waiting"][0]["conversation_id"], conversation.as_str(), "{queue}");
+    }
+
+    let claim = json!({"type": "claim", "conversation_id": conversation});
+    tokio::join!(ann.send(claim.clone()), bob.send(claim));
+    let mut outcomes: Vec<Value> = Vec::new();
+    for agent in [&mut ann, &mut bob] {
+        loop {
+            let frame = agent.recv().await;
+            if frame["type"] == "assigned" || frame["type"] == "error" {
+                outcomes.push(frame);
+                break;
+            }
+        }
+    }
+    assert_eq!(outcomes.iter().filter(|f| f["type"] == "assigned").count(), 1, "{outcomes:?}");
+    let loser = outcomes.iter().find(|f| f["type"] == "error").unwrap();
+    assert_eq!(loser["code"], "already_taken", "{loser}");
+    let status = shopper.recv_status("with_agent").await;
+    let winner = if outcomes[0]["type"] == "assigned" { "ann" } else { "bob" };
+    assert_eq!(status["agent"], winner, "{status}");
+    a.stop().await;
+    b.stop().await;
+    deployment.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_uploaded_on_one_node_answers_on_the_other_within_a_second() {
+    let deployment = Deployment::new();
+    let dirs = dirs();
+    let (a, b, key, _) = two_nodes(&deployment, &dirs).await;
+    let pack = r#"{"faq": [
+      {"id": "gift-wrap", "question": "可以礼品包装吗？", "similar": ["能包装成礼物吗", "有礼盒包装吗"],
+       "answer": "可以，下单时备注「礼品包装」即可，免费。"}
+    ]}"#;
+    let (status, body) = b.merchant("shop", &key).upload("?format=json", pack).await;
+    assert_eq!(status, 201, "{body}");
+    let uploaded = Instant::now();
+    loop {
+        let version =
+            a.library.shelf(&mibot::domain::StoreId::parse("shop").unwrap()).and_then(|s| s.version);
+        if version.map(u64::from) == body["version"]["version"].as_u64() {
+            break;
+        }
+        assert!(uploaded.elapsed() < Duration::from_secs(1), "node a still serves version {version:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reply = a.ask_once("shop", "可以礼品包装吗").await;
+    assert!(reply["text"].as_str().unwrap().contains("礼品包装"), "{reply}");
+    a.stop().await;
+    b.stop().await;
+    deployment.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_and_an_agent_token_made_on_one_node_work_on_the_other() {
+    let deployment = Deployment::new();
+    let dirs = dirs();
+    let (a, b, key, _) = two_nodes(&deployment, &dirs).await;
+    let (status, added) =
+        b.merchant("shop", &key).post_json("/agents", json!({"name": "carol", "max_chats": 2})).await;
+    assert_eq!(status, 201, "{added}");
+    let (_carol, welcome) = AgentClient::login(a.addr, added["token"].as_str().unwrap(), true).await;
+    assert_eq!((welcome["type"].as_str(), welcome["agent"].as_str()), (Some("welcome"), Some("carol")));
+    let (status, body) = a.merchant("shop", &key).get("").await;
+    assert_eq!(status, 200, "{body}");
+    a.stop().await;
+    b.stop().await;
+    deployment.drop().await;
+}
