@@ -281,3 +281,97 @@ async fn when_a_node_is_killed_its_shoppers_resume_elsewhere_and_its_agents_chat
     b.stop().await;
     deployment.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_spread_over_two_nodes_raises_one_alert_and_one_webhook_call() {
+    use mibot::domain::{Clock, Millis};
+    const T0: i64 = 1_800_000_000_000;
+    let deployment = Deployment::new();
+    let dirs = dirs();
+    let configure = |dir: &Path, name: &str| {
+        let mut config = deployment.node(dir, name);
+        config.alerts.check_seconds = 1;
+        config.alerts.window_seconds = 600;
+        config.alerts.baseline_seconds = 3600;
+        config.alerts.factor = 5.0;
+        config.alerts.min_count = 5;
+        config.alerts.webhook_private_targets = true;
+        config.limits = mibot::config::LimitsConfig::off();
+        config
+    };
+    let config = configure(dirs[0].path(), "a");
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let token = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
+    let clock = Clock::manual(Millis(T0));
+    let a = crate::helpers::spawn_with_clock(config, clock.clone()).await;
+    let b = crate::helpers::spawn_with_clock(configure(dirs[1].path(), "b"), clock.clone()).await;
+
+    // A local receiver counts the webhook calls.
+    let (calls, mut called) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let calls = calls.clone();
+            async move {
+                let _ = calls.send(serde_json::from_slice(&body).unwrap_or_default());
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let (status, body) = a.merchant("shop", &key).put_json("/webhook", json!({"url": url})).await;
+    assert_eq!(status, 200, "{body}");
+    let (mut ann, _) = AgentClient::login(b.addr, &token, false).await;
+
+    // An hour of ordinary questions first: the baseline the burst stands out from.
+    let mut steady = a.connect("shop").await;
+    steady.hello(None).await;
+    for (i, minute) in [0, 20, 40, 60].iter().enumerate() {
+        clock.set(Millis(T0 + minute * 60_000));
+        steady.ask(&format!("s{i}"), "发票怎么申请").await;
+    }
+    // Six shoppers, half on each node, ask what the bot cannot answer, each in their own words.
+    let burst = [
+        "赠品为什么是分开寄的",
+        "赠品是单独寄的吗",
+        "赠品分开寄是什么情况",
+        "赠品为啥分开寄",
+        "赠品怎么分开寄了",
+        "我的赠品是分开寄吗",
+    ];
+    for (i, text) in burst.iter().enumerate() {
+        clock.set(Millis(T0 + 70 * 60_000 + i as i64 * 10_000));
+        let node = if i % 2 == 0 { &a } else { &b };
+        let mut asker = node.connect("shop").await;
+        asker.hello(None).await;
+        asker.ask("b", text).await;
+    }
+    let call =
+        tokio::time::timeout(Duration::from_secs(15), called.recv()).await.expect("a webhook call").unwrap();
+    assert_eq!(call["alert"]["count"], 6, "{call}");
+    // The agent, on whichever node, is told.
+    let told = ann.recv_type("alert").await;
+    assert_eq!(told["alert"]["id"], call["alert"]["id"], "{told}");
+    // Both nodes go on checking: still one alert, and no second call.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(called.try_recv().is_err(), "a second webhook call");
+    let mut holders = 0;
+    for node in [&a, &b] {
+        let (_, body) = node.merchant("shop", &key).get("/alerts?since=1d").await;
+        assert_eq!(body["alerts"].as_array().map(Vec::len), Some(1), "{body}");
+        // Exactly one node runs the detector: the one holding the lease, as /metrics says.
+        let metrics =
+            reqwest::get(format!("http://{}/metrics", node.addr)).await.unwrap().text().await.unwrap();
+        let held = metrics
+            .lines()
+            .find(|l| l.starts_with("mibot_leases_held{") && l.contains("lease=\"alerts\""))
+            .unwrap_or_else(|| panic!("no alerts lease in {metrics}"));
+        holders += usize::from(held.ends_with(" 1"));
+    }
+    assert_eq!(holders, 1, "one node holds the alerts lease");
+    a.stop().await;
+    b.stop().await;
+    deployment.drop().await;
+}
