@@ -64,7 +64,8 @@ enum Command {
     },
     /// Drive shopper load against a server on this machine and report throughput and latency.
     Bench {
-        /// A running server's chat URL (loopback only). Without it, bench starts
+        /// A running server's chat URL (loopback only), or several separated by commas (the
+        /// nodes of a cluster; shoppers are spread over them). Without it, bench starts
         /// `mibot serve` with the demo store itself.
         #[arg(long)]
         url: Option<String>,

@@ -39,7 +39,8 @@ const MIX: &[&str] = &[
 /// A load to drive.
 #[derive(Debug, Clone)]
 pub struct Load {
-    /// `ws://127.0.0.1:PORT/ws/chat?store=STORE`.
+    /// `ws://127.0.0.1:PORT/ws/chat?store=STORE`, or several such URLs separated by commas (the
+    /// nodes of a cluster): shopper `n` uses the `n`-th, round the list.
     pub url: String,
     /// Concurrent shopper connections.
     pub connections: usize,
@@ -206,6 +207,14 @@ async fn hold_idle(plan: &Plan) -> anyhow::Result<Value> {
     }))
 }
 
+impl Load {
+    /// The URL shopper `n` connects to.
+    fn url_for(&self, n: usize) -> &str {
+        let count = self.url.split(',').count().max(1);
+        self.url.split(',').nth(n % count).unwrap_or(&self.url)
+    }
+}
+
 impl Plan {
     fn load(&self, url: String) -> Load {
         Load {
@@ -286,11 +295,11 @@ struct Tally {
 
 /// Drives `load` and measures it.
 pub async fn drive(load: &Load) -> Result<Measured, BenchError> {
-    ensure_loopback(&load.url)?;
-    // One probe connection first, so a wrong URL is one clear error, not N timeouts.
-    connect(&load.url)
-        .await
-        .map_err(|e| BenchError::Connect { url: load.url.clone(), reason: e.to_string() })?;
+    // One probe connection to each URL first, so a wrong URL is one clear error, not N timeouts.
+    for url in load.url.split(',') {
+        ensure_loopback(url)?;
+        connect(url).await.map_err(|e| BenchError::Connect { url: url.to_owned(), reason: e.to_string() })?;
+    }
     let started = Instant::now();
     let deadline = started + load.duration;
     let interval = load.rate.map(|r| Duration::from_secs_f64(load.connections as f64 / r.max(0.001)));
@@ -360,7 +369,7 @@ async fn shopper(
     // A conversation that ends (handoff, error) is replaced at once, so every shopper holds a
     // connection when the time is up unless it could not connect.
     'conversations: loop {
-        let Some(mut socket) = open(&load.url).await else {
+        let Some(mut socket) = open(load.url_for(n)).await else {
             tally.errors += 1;
             if Instant::now() >= deadline {
                 break;

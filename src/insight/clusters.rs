@@ -49,12 +49,14 @@ pub struct Draft {
 }
 
 /// The shopper questions the bot did not answer well: its reply was a fallback or a "did you
-/// mean", or a handoff after fallbacks, or an answer voted down or flagged. Dismissed ones are
-/// left out. Returns `(message, text, handed off, what an agent answered next)`.
+/// mean", or a handoff after fallbacks, or an answer voted down or flagged, or an answer the
+/// shopper's next message showed did not help (asked again in other words, or for a person).
+/// Dismissed ones are left out. Returns `(message, text, handed off, what an agent answered next)`.
 pub fn unanswered(history: &History) -> Vec<(MessageId, String, bool, Option<String>)> {
     let disliked: HashSet<MessageId> =
         history.feedback.iter().filter(|f| f.helpful == Some(false)).map(|f| f.message).collect();
     let dismissed: HashSet<MessageId> = history.dismissed.iter().copied().collect();
+    let in_vain = super::repeats::answers_in_vain(&history.messages);
     let handed: HashSet<ConversationId> = history
         .conversations
         .iter()
@@ -79,7 +81,7 @@ pub fn unanswered(history: &History) -> Vec<(MessageId, String, bool, Option<Str
             Some("fallback" | "clarify") => true,
             // A handoff after failing counts; asking for a person or complaining is not a question.
             Some("handoff") => failed_over.contains(&m.conversation),
-            Some("answer") => disliked.contains(&reply.id),
+            Some("answer") => disliked.contains(&reply.id) || in_vain.contains(&reply.id),
             _ => false,
         };
         if poor {

@@ -9,6 +9,7 @@
 //! a person without counting against the bot.
 
 mod clusters;
+mod repeats;
 
 pub use clusters::{
     CLUSTER_SIMILARITY, Cluster, Draft, MAX_CLUSTERED, Vectors, central, clusters, dot, group_alike,
@@ -63,6 +64,9 @@ pub enum Unresolved {
     Fallback,
     /// Voted an answer down, or an agent flagged one.
     Disliked,
+    /// Right after an answer, asked the same thing again in other words (or got the same entry
+    /// again): the answer did not help.
+    AskedRightAgain,
     /// Came back within 24 hours with the same question.
     AskedAgain,
 }
@@ -211,6 +215,9 @@ pub fn outcomes(history: &History) -> HashMap<ConversationId, Option<Unresolved>
     }
     let disliked: HashSet<ConversationId> =
         history.feedback.iter().filter(|f| f.helpful == Some(false)).map(|f| f.conversation).collect();
+    let in_vain = repeats::answers_in_vain(&history.messages);
+    let repeated: HashSet<ConversationId> =
+        history.messages.iter().filter(|m| in_vain.contains(&m.id)).map(|m| m.conversation).collect();
     let by_shopper: HashMap<&str, Vec<&ConversationRow>> = history
         .conversations
         .iter()
@@ -241,6 +248,8 @@ pub fn outcomes(history: &History) -> HashMap<ConversationId, Option<Unresolved>
                 Some(Unresolved::Fallback)
             } else if disliked.contains(&c.id) {
                 Some(Unresolved::Disliked)
+            } else if repeated.contains(&c.id) {
+                Some(Unresolved::AskedRightAgain)
             } else if asked_again(c) {
                 Some(Unresolved::AskedAgain)
             } else {
@@ -560,5 +569,48 @@ mod tests {
         assert_eq!(parse_since("2h", now), Some(Millis(now.0 - 2 * HOUR)));
         assert_eq!(parse_since("1970-01-02T00:00:00Z", now), Some(Millis(24 * HOUR)));
         assert_eq!(parse_since("soon", now), None);
+    }
+
+    #[test]
+    fn an_answer_followed_at_once_by_the_same_question_reworded_is_not_resolved() {
+        let (rephrased, fine) = (ConversationId::new(), ConversationId::new());
+        let row = |id, at| ConversationRow {
+            id,
+            shopper: None,
+            created_at: Millis(at),
+            handoff_reason: None,
+            queued_at: None,
+            assigned_at: None,
+            closed_at: None,
+            rating: None,
+        };
+        let m =
+            |id: i64, conversation, role, text: &str, kind: Option<&str>, entry: Option<&str>| MessageRow {
+                id: MessageId(id),
+                conversation,
+                role,
+                text: text.into(),
+                kind: kind.map(str::to_owned),
+                entry: entry.map(str::to_owned),
+                at: Millis(id),
+            };
+        let history = History {
+            conversations: vec![row(rephrased, 0), row(fine, 0)],
+            messages: vec![
+                m(1, rephrased, Role::Shopper, "运费怎么算", None, None),
+                m(2, rephrased, Role::Bot, "退货运费由买家承担。", Some("answer"), Some("return-shipping")),
+                m(3, rephrased, Role::Shopper, "我问的是运费怎么算的", None, None),
+                m(4, rephrased, Role::Bot, "满99元包邮。", Some("answer"), Some("shipping-fee")),
+                m(5, fine, Role::Shopper, "发票怎么开", None, None),
+                m(6, fine, Role::Bot, "在订单页申请。", Some("answer"), Some("invoice")),
+            ],
+            feedback: Vec::new(),
+            dismissed: Vec::new(),
+        };
+        let r = report(&history, Millis(0), Millis(HOUR), Bucket::Hour, 0);
+        assert_eq!((r.sessions, r.resolved), (2, 1), "{r:?}");
+        assert_eq!(r.unresolved.get(&Unresolved::AskedRightAgain), Some(&1));
+        let unanswered = clusters::unanswered(&history);
+        assert_eq!(unanswered.iter().map(|u| u.1.as_str()).collect::<Vec<_>>(), ["运费怎么算"]);
     }
 }
