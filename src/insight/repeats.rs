@@ -9,10 +9,10 @@ use crate::store::MessageRow;
 
 /// How alike two questions must be to count as the same one asked again (Dice coefficient over
 /// words and Chinese character pairs).
-pub const SAME_QUESTION: f64 = 0.4;
+pub(super) const SAME_QUESTION: f64 = 0.4;
 
 /// The bot answers (by message id) that the shopper's next message showed did not help.
-pub fn answers_in_vain(messages: &[MessageRow]) -> HashSet<MessageId> {
+pub(super) fn answers_in_vain(messages: &[MessageRow]) -> HashSet<MessageId> {
     let mut by_conversation: HashMap<ConversationId, Vec<&MessageRow>> = HashMap::new();
     for m in messages {
         by_conversation.entry(m.conversation).or_default().push(m);
@@ -92,7 +92,7 @@ fn units(text: &str) -> HashSet<String> {
 }
 
 /// How alike two questions are, 0 to 1.
-pub fn alike(a: &str, b: &str) -> f64 {
+pub(super) fn alike(a: &str, b: &str) -> f64 {
     let (a, b) = (units(a), units(b));
     if a.is_empty() || b.is_empty() {
         return 0.0;
