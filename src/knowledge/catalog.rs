@@ -113,14 +113,18 @@ impl<T: Copy> Matcher<T> {
     }
 }
 
-/// True unless a Latin letter or digit continues the match on either side (an English plural
-/// `s` is allowed after it), so "x1" does not match inside "x10" and "ram" not inside "program".
+/// True unless a Latin letter or digit continues a Latin end of the match (an English plural `s`
+/// is allowed after it), so "x1" does not match inside "x10" and "ram" not inside "program". A
+/// Chinese end needs no boundary: "运存" is found in "x1运存多大", where Chinese runs on from a
+/// model name without a space.
 fn at_word_boundary(text: &str, start: usize, end: usize) -> bool {
     let word = |c: char| c.is_ascii_alphanumeric();
-    let before = text[..start].chars().next_back();
+    let found = &text[start..end];
+    let before = text[..start].chars().next_back().filter(|_| found.chars().next().is_some_and(word));
     let mut after = text[end..].chars();
     let next = after.next();
     let next = if next == Some('s') { after.next() } else { next };
+    let next = next.filter(|_| found.chars().next_back().is_some_and(word));
     !before.is_some_and(word) && !next.is_some_and(word)
 }
 
@@ -435,6 +439,11 @@ mod tests {
         assert_eq!(c.mentioned("X1Pro多少钱"), Some(1));
         assert_eq!(c.mentioned("X1多少钱"), Some(0));
         assert_eq!(c.mentioned("what about the x10"), None);
+        // Chinese straight after a model name, with no space.
+        assert_eq!(c.mentioned("X1运存多大"), Some(0));
+        assert_eq!(c.asked("X1运存多大"), vec![Asked::Attribute(0)]);
+        assert_eq!(c.answer(0, &c.asked("X1运存多大"), Lang::Zh, Millis(0)), "星河 X1 手机的内存：8GB。");
+        assert_eq!(c.asked("is this a good program"), vec![], "ram is not inside program");
     }
 
     #[test]
