@@ -218,10 +218,16 @@ impl Catalog {
         asked
     }
 
-    /// The short name shoppers use for a product: its first alias, else its name.
+    /// The short name shoppers use for a product, in `lang`: its first alias (in English, its
+    /// first alias with no Chinese in it), else its name.
     pub fn short_name(&self, product: usize, lang: Lang) -> String {
         let p = &self.products[product];
-        p.aliases.first().cloned().unwrap_or_else(|| p.name.get(lang).to_owned())
+        let han = |a: &String| a.chars().any(|c| matches!(c as u32, 0x3400..=0x9fff | 0xf900..=0xfaff));
+        let alias = match lang {
+            Lang::Zh => p.aliases.first(),
+            Lang::En => p.aliases.iter().find(|a| !han(a)),
+        };
+        alias.cloned().unwrap_or_else(|| p.name.get(lang).to_owned())
     }
 
     /// How the bot names an asked field.
@@ -444,6 +450,29 @@ mod tests {
         assert_eq!(c.asked("X1运存多大"), vec![Asked::Attribute(0)]);
         assert_eq!(c.answer(0, &c.asked("X1运存多大"), Lang::Zh, Millis(0)), "星河 X1 手机的内存：8GB。");
         assert_eq!(c.asked("is this a good program"), vec![], "ram is not inside program");
+    }
+
+    #[test]
+    fn short_names_follow_the_language_of_the_message() {
+        let pack: Pack = toml::from_str(
+            r#"
+            [[product]]
+            sku = "CASE"
+            name = { zh = "X1 Pro 保护壳", en = "X1 Pro Case" }
+            aliases = ["X1 Pro 保护壳", "pro case"]
+            price = 99.0
+            [[product]]
+            sku = "KB"
+            name = { zh = "Pad 11 键盘", en = "Pad 11 Keyboard" }
+            aliases = ["Pad 11 键盘"]
+            price = 399.0
+            "#,
+        )
+        .unwrap();
+        let c = Catalog::new(&pack);
+        assert_eq!(c.short_name(0, Lang::Zh), "X1 Pro 保护壳");
+        assert_eq!(c.short_name(0, Lang::En), "pro case");
+        assert_eq!(c.short_name(1, Lang::En), "Pad 11 Keyboard");
     }
 
     #[test]
