@@ -239,38 +239,65 @@ async fn when_a_node_is_killed_its_shoppers_resume_elsewhere_and_its_agents_chat
     assert_eq!(waiting.recv_status("with_agent").await["agent"], "ann");
     ann.recv_type("assigned").await;
 
-    // Shoppers on node a, each with acknowledged messages, when it is killed mid-conversation.
-    let mut shoppers = Vec::new();
+    // Shoppers on node a send as fast as they are answered; it is killed while they do.
+    let mut load = Vec::new();
     for s in 0..4 {
         let mut shopper = Client::connect(a.addr, "shop").await;
-        let welcome = shopper.hello(None).await;
-        let mut acked = Vec::new();
-        for m in 0..5 {
-            let id = format!("s{s}m{m}");
-            shopper.ask(&id, &format!("第{m}个问题：运费多少")).await;
-            acked.push(format!("第{m}个问题：运费多少"));
-        }
-        shoppers.push((welcome["resume_token"].as_str().unwrap().to_owned(), acked));
+        let token = shopper.hello(None).await["resume_token"].as_str().unwrap().to_owned();
+        load.push(tokio::spawn(async move {
+            use futures_util::{SinkExt, StreamExt};
+            let mut acked = Vec::new();
+            'sending: for m in 0.. {
+                let text = format!("顾客{s}的第{m}个问题：运费多少");
+                let frame = json!({"type": "message", "id": format!("m{m}"), "text": text}).to_string();
+                if shopper.ws.send(tokio_tungstenite::tungstenite::Message::text(frame)).await.is_err() {
+                    break;
+                }
+                // Until its ack; anything else (queue notices, the reply) is read past.
+                loop {
+                    let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(frame))) =
+                        shopper.ws.next().await
+                    else {
+                        break 'sending;
+                    };
+                    let frame: Value = serde_json::from_str(frame.as_str()).unwrap();
+                    if frame["type"] == "ack" {
+                        acked.push(text);
+                        break;
+                    }
+                }
+            }
+            (token, acked)
+        }));
     }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     a.child.start_kill().unwrap();
     a.child.wait().await.unwrap();
+    let mut shoppers = Vec::new();
+    for task in load {
+        shoppers.push(task.await.unwrap());
+    }
+    let total: usize = shoppers.iter().map(|(_, acked)| acked.len()).sum();
+    assert!(total >= 4, "the shoppers were answered before the kill: {total} acks");
 
-    // Every shopper resumes on node b with everything that was acknowledged.
+    // Every shopper resumes on node b, and everything acknowledged is stored.
+    let db =
+        mibot::store::postgres::PostgresStore::open(&postgres_url(), Some(&deployment.schema)).await.unwrap();
+    let shop = mibot::domain::StoreId::parse("shop").unwrap();
     for (token, acked) in &shoppers {
         let mut shopper = Client::connect(b.addr, "shop").await;
         let welcome = shopper.hello(Some(token)).await;
         assert_eq!(welcome["resumed"], true, "{welcome}");
-        let texts: Vec<&str> = welcome["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "shopper")
-            .filter_map(|m| m["text"].as_str())
-            .collect();
+        let token = mibot::domain::ResumeToken(token.clone());
+        let conversation =
+            mibot::store::Store::conversation_by_token(&db, &shop, &token).await.unwrap().unwrap();
+        let stored = mibot::store::Store::history(&db, conversation.id, u32::MAX).await.unwrap();
+        let texts: std::collections::HashSet<&str> = stored.iter().map(|m| m.text.as_str()).collect();
         for text in acked {
-            assert!(texts.contains(&text.as_str()), "{text} is missing after the kill: {texts:?}");
+            assert!(texts.contains(text.as_str()), "{text} was acknowledged but is not stored");
         }
     }
+    mibot::store::Store::close(&db).await;
 
     // Ann's node is gone: once its heartbeat lapses her chat is waiting again, and bob gets it.
     waiting.recv_status("waiting_for_agent").await;
