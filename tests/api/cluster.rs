@@ -402,3 +402,25 @@ async fn a_burst_spread_over_two_nodes_raises_one_alert_and_one_webhook_call() {
     b.stop().await;
     deployment.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_open_on_two_nodes_is_decided_from_its_state_as_stored() {
+    let deployment = Deployment::new();
+    let dirs = dirs();
+    let (a, b, _, _) = two_nodes(&deployment, &dirs).await;
+    // The shopper's chat is open on node a and, resumed, on node b at once (a second tab, a
+    // reconnect through the load balancer).
+    let mut on_a = a.connect("shop").await;
+    let token = on_a.hello(None).await["resume_token"].as_str().unwrap().to_owned();
+    let mut on_b = b.connect("shop").await;
+    on_b.hello(Some(&token)).await;
+
+    let first = on_a.ask("c1", "量子纠缠是什么原理").await;
+    assert_eq!(first["kind"], "fallback", "{first}");
+    // Node b decides the next message knowing node a's fallback: two in a row hand over.
+    let second = on_b.ask("c2", "火星上今天天气怎么样").await;
+    assert_eq!(second["kind"], "handoff", "{second}");
+    a.stop().await;
+    b.stop().await;
+    deployment.drop().await;
+}
