@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mibot::config::Config;
 use serde_json::{Value, json};
 
-use crate::helpers::{AgentClient, Client, TestApp, spawn_with, test_config};
+use crate::helpers::{AgentClient, Client, test_config};
 
 /// A deployment's shared settings: one PostgreSQL schema and one Redis prefix.
 struct Deployment {
@@ -42,22 +42,23 @@ fn postgres_url() -> String {
     std::env::var("MIBOT_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// Two nodes of a new deployment with store `shop`, its key, and agents `ann` and `bob`.
+/// Two `mibot serve` nodes of a new deployment with store `shop`, its key, and agents `ann` and
+/// `bob` (made as the CLI makes them, on the shared database).
 async fn two_nodes(
     deployment: &Deployment,
     dirs: &[tempfile::TempDir; 2],
-) -> (TestApp, TestApp, String, [String; 2]) {
+) -> (Process, Process, String, [String; 2]) {
     let config = deployment.node(dirs[0].path(), "a");
     let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
     let ann = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
     let bob = mibot::admin::add_agent(&config, "shop", "bob", &[], Some(3)).await.unwrap().0;
-    let a = spawn_with(config).await;
-    let b = spawn_with(deployment.node(dirs[1].path(), "b")).await;
+    let a = deployment.process(dirs[0].path(), "a").await;
+    let b = deployment.process(dirs[1].path(), "b").await;
     (a, b, key, [ann, bob])
 }
 
-async fn handed_over(node: &TestApp) -> (Client, String) {
-    let mut shopper = node.connect("shop").await;
+async fn handed_over(addr: std::net::SocketAddr) -> (Client, String) {
+    let mut shopper = Client::connect(addr, "shop").await;
     let welcome = shopper.hello(None).await;
     let reply = shopper.ask("h1", "转人工").await;
     assert_eq!(reply["kind"], "handoff", "{reply}");
@@ -75,7 +76,7 @@ async fn a_shopper_on_one_node_and_an_agent_on_another_talk_both_ways() {
     let (a, b, _, [ann_token, _]) = two_nodes(&deployment, &dirs).await;
     let (mut ann, _) = AgentClient::login(b.addr, &ann_token, true).await;
 
-    let (mut shopper, conversation) = handed_over(&a).await;
+    let (mut shopper, conversation) = handed_over(a.addr).await;
     let status = shopper.recv_status("with_agent").await;
     assert_eq!(status["agent"], "ann", "{status}");
     let assigned = ann.recv_type("assigned").await;
@@ -108,7 +109,7 @@ async fn of_two_agents_on_two_nodes_claiming_one_chat_exactly_one_wins() {
     let (a, b, _, [ann_token, bob_token]) = two_nodes(&deployment, &dirs).await;
     let (mut ann, _) = AgentClient::login(a.addr, &ann_token, false).await;
     let (mut bob, _) = AgentClient::login(b.addr, &bob_token, false).await;
-    let (mut shopper, conversation) = handed_over(&a).await;
+    let (mut shopper, conversation) = handed_over(a.addr).await;
     for agent in [&mut ann, &mut bob] {
         let queue = agent.queue_of(1).await;
         assert_eq!(queue["waiting"][0]["conversation_id"], conversation.as_str(), "{queue}");
@@ -150,9 +151,9 @@ async fn a_pack_uploaded_on_one_node_answers_on_the_other_without_polling() {
     assert_eq!(status, 201, "{body}");
     let uploaded = Instant::now();
     loop {
-        let version =
-            a.library.shelf(&mibot::domain::StoreId::parse("shop").unwrap()).and_then(|s| s.version);
-        if version.map(u64::from) == body["version"]["version"].as_u64() {
+        let (_, packs) = a.merchant("shop", &key).get("/packs").await;
+        let version = packs["active_version"].clone();
+        if version == body["version"]["version"] {
             break;
         }
         // Node a never polls (content.reload_seconds = 0): only the notification brings it. The
@@ -160,7 +161,9 @@ async fn a_pack_uploaded_on_one_node_answers_on_the_other_without_polling() {
         assert!(uploaded.elapsed() < Duration::from_secs(15), "node a still serves version {version:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let reply = a.ask_once("shop", "可以礼品包装吗").await;
+    let mut shopper = Client::connect(a.addr, "shop").await;
+    shopper.hello(None).await;
+    let reply = shopper.ask("q", "可以礼品包装吗").await;
     assert!(reply["text"].as_str().unwrap().contains("礼品包装"), "{reply}");
     a.stop().await;
     b.stop().await;
@@ -188,6 +191,24 @@ async fn a_key_and_an_agent_token_made_on_one_node_work_on_the_other() {
 struct Process {
     child: tokio::process::Child,
     addr: std::net::SocketAddr,
+}
+
+impl Process {
+    fn merchant(&self, store: &str, key: &str) -> crate::helpers::Merchant {
+        crate::helpers::Merchant {
+            base: format!("http://{}/api/v1/stores/{store}", self.addr),
+            key: key.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the node as an operator would (SIGTERM), and waits for it.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = tokio::process::Command::new("kill").arg(pid.to_string()).status().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
 }
 
 impl Deployment {
@@ -231,11 +252,11 @@ async fn when_a_node_is_killed_its_shoppers_resume_elsewhere_and_its_agents_chat
     let ann_token = mibot::admin::add_agent(&config, "shop", "ann", &[], Some(3)).await.unwrap().0;
     let bob_token = mibot::admin::add_agent(&config, "shop", "bob", &[], Some(3)).await.unwrap().0;
     let mut a = deployment.process(dirs[0].path(), "a").await;
-    let b = spawn_with(config).await;
+    let b = deployment.process(dirs[1].path(), "b").await;
 
     // Ann works on node a; a shopper on node b is handed to her.
     let (mut ann, _) = AgentClient::login(a.addr, &ann_token, true).await;
-    let (mut waiting, _) = handed_over(&b).await;
+    let (mut waiting, _) = handed_over(b.addr).await;
     assert_eq!(waiting.recv_status("with_agent").await["agent"], "ann");
     ann.recv_type("assigned").await;
 
@@ -410,9 +431,9 @@ async fn a_conversation_open_on_two_nodes_is_decided_from_its_state_as_stored() 
     let (a, b, _, _) = two_nodes(&deployment, &dirs).await;
     // The shopper's chat is open on node a and, resumed, on node b at once (a second tab, a
     // reconnect through the load balancer).
-    let mut on_a = a.connect("shop").await;
+    let mut on_a = Client::connect(a.addr, "shop").await;
     let token = on_a.hello(None).await["resume_token"].as_str().unwrap().to_owned();
-    let mut on_b = b.connect("shop").await;
+    let mut on_b = Client::connect(b.addr, "shop").await;
     on_b.hello(Some(&token)).await;
 
     let first = on_a.ask("c1", "量子纠缠是什么原理").await;
