@@ -234,9 +234,17 @@ impl Deployment {
             .expect("mibot serve starts");
         let started = Instant::now();
         let http = reqwest::Client::new();
-        while !http.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status().is_success())
-        {
-            assert!(started.elapsed() < Duration::from_secs(60), "node {name} did not come up");
+        // Up, with the encoder running and every store's semantic index built, so that answers
+        // do not change mid-test.
+        loop {
+            let ready = match http.get(format!("http://{addr}/readyz")).send().await {
+                Ok(response) => response.json::<Value>().await.is_ok_and(|r| r["ready"] == true),
+                Err(_) => false,
+            };
+            if ready {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "node {name} was not ready in time");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Process { child, addr }
