@@ -284,7 +284,14 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {}", config.server.listen))?;
             let state = mibot::app::build_state(config).await?;
-            mibot::app::run(listener, state, shutdown_signal()).await
+            let encoder = state.library.encoder().clone();
+            let served = mibot::app::run(listener, state, shutdown_signal()).await;
+            // The process ends here: let the encoder's runs in progress finish first (a pack
+            // still being embedded is embedded at the next start).
+            if let Some(encoder) = encoder.get() {
+                tokio::task::spawn_blocking(move || encoder.stop(std::time::Duration::from_secs(5))).await?;
+            }
+            served
         }
         Command::Eval { train, store, test, val, shots, seed, oos_recall, lexical, errors } => {
             let source = match (train, store) {

@@ -244,6 +244,12 @@ impl Encoder {
         Ok(Self { inner, _running: running })
     }
 
+    /// Stops the workers as the process ends: waiting texts are refused, and this returns once
+    /// the runs in progress are over (at most `wait`).
+    pub fn stop(&self, wait: std::time::Duration) {
+        self.inner.pool.stop(wait);
+    }
+
     /// The embedding's width.
     pub fn dimensions(&self) -> usize {
         self.inner.hidden

@@ -43,6 +43,10 @@ struct Queues {
     queries: VecDeque<QueryJob>,
     work: VecDeque<WorkJob>,
     closed: bool,
+    /// Stopping: the workers finish what they run and leave the rest.
+    stopping: bool,
+    /// Workers in the middle of a run.
+    busy: usize,
 }
 
 /// The queues the workers take from.
@@ -107,6 +111,34 @@ impl Pool {
         self.wake.notify_all();
     }
 
+    /// Shuts the workers down with the process: what waits is refused, what runs finishes, and
+    /// this returns once no worker runs (or after `wait`), so that the process does not exit
+    /// under a run in progress.
+    pub(crate) fn stop(&self, wait: Duration) {
+        let mut q = self.lock();
+        q.closed = true;
+        q.stopping = true;
+        for job in q.queries.drain(..) {
+            let _ = job.reply.send(Err(Refused::Failed));
+        }
+        for job in q.work.drain(..) {
+            let _ = job.reply.send(Err(Refused::Failed));
+        }
+        self.wake.notify_all();
+        let until = Instant::now() + wait;
+        while q.busy > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            q = self.wake.wait_timeout(q, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
     /// A worker's loop, until the pool is closed and drained.
     pub(crate) fn work(&self, runner: &mut dyn Run, stats: &Stats) {
         loop {
@@ -129,6 +161,7 @@ impl Pool {
                 }
             }
             let work = if batch.is_empty() { q.work.pop_front() } else { None };
+            q.busy += 1;
             drop(q);
             if !batch.is_empty() {
                 let started = Instant::now();
@@ -152,17 +185,24 @@ impl Pool {
                 let started = Instant::now();
                 let result = self.run_work(runner, &job.texts);
                 stats.work(job.texts.len(), started.elapsed());
-                if let Err(error) = &result {
+                if let Err(error) = &result
+                    && !self.stopping()
+                {
                     tracing::error!(%error, "encoding pack texts failed");
                 }
                 let _ = job.reply.send(result.map_err(|_| Refused::Failed));
             }
+            self.lock().busy -= 1;
+            self.wake.notify_all();
         }
     }
 
     fn run_work(&self, runner: &mut dyn Run, texts: &[Prepared]) -> Result<Vec<Vec<f32>>, String> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(self.max_batch) {
+            if self.stopping() {
+                return Err("the encoder is stopping".into());
+            }
             let refs: Vec<&Prepared> = chunk.iter().collect();
             out.extend(runner.run(&refs)?);
         }
