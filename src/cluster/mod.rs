@@ -75,6 +75,15 @@ pub enum Note {
         /// When it was stored.
         at: i64,
     },
+    /// A shopper of a waiting chat wrote: the queues show their latest message.
+    Waiting {
+        /// The store.
+        store: StoreId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// What they wrote.
+        text: String,
+    },
     /// A spike alert, for the store's agents.
     Alert {
         /// The alert.

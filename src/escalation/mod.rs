@@ -236,7 +236,13 @@ impl Desk {
             }
             agent
         };
-        let Some(agent) = agent else { return };
+        let Some(agent) = agent else {
+            // The other nodes' queues show it too.
+            if let Some(cluster) = &self.cluster {
+                cluster.tell(Note::Waiting { store: store.clone(), conversation, text: text.to_owned() });
+            }
+            return;
+        };
         self.to_agent_anywhere(store, &agent, conversation, message, text, now).await;
     }
 

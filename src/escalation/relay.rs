@@ -60,6 +60,15 @@ impl Desk {
             Note::ShopperMessage { store, agent, conversation, message_id, text, at } => {
                 self.to_agent_here(&store, &agent, conversation, message_id, &text, Millis(at)).await;
             }
+            Note::Waiting { store, conversation, text } => {
+                let mut state = self.state.lock().await;
+                if let Some(chat) = state.get_mut(&store).and_then(|desk| desk.chats.get_mut(&conversation)) {
+                    chat.last_text = Some(text);
+                }
+                if let Some(desk) = state.get_mut(&store) {
+                    desk.queue_changed = true;
+                }
+            }
             Note::Alert { alert } => {
                 let Ok(store) = StoreId::parse(&alert.store) else { return };
                 if let Some(desk) = self.state.lock().await.get(&store) {

@@ -115,6 +115,19 @@ async fn of_two_agents_on_two_nodes_claiming_one_chat_exactly_one_wins() {
         assert_eq!(queue["waiting"][0]["conversation_id"], conversation.as_str(), "{queue}");
     }
 
+    // What the waiting shopper writes on node a shows in node b's queue.
+    shopper.recv_status("waiting_for_agent").await;
+    shopper.message("m2", "订单号 20261111").await;
+    let mut shown = false;
+    for _ in 0..20 {
+        let queue = bob.recv_type("queue").await;
+        if queue["waiting"][0]["last_message"] == "订单号 20261111" {
+            shown = true;
+            break;
+        }
+    }
+    assert!(shown, "node b's queue never showed the shopper's latest message");
+
     let claim = json!({"type": "claim", "conversation_id": conversation});
     tokio::join!(ann.send(claim.clone()), bob.send(claim));
     let mut outcomes: Vec<Value> = Vec::new();
