@@ -298,10 +298,30 @@ impl Catalog {
         let active: Vec<&str> =
             p.promotions.iter().filter(|pr| pr.is_active(now)).map(|pr| pr.text.get(lang)).collect();
         let name = p.name.get(lang);
+        // Asked about offers after one ended: say that it ended, and when.
+        let ended = p
+            .promotions
+            .iter()
+            .filter_map(|pr| {
+                let ends = pr.ends.as_deref()?;
+                let at = super::pack::parse_instant(ends)?;
+                (at <= now).then_some((at, pr.text.get(lang), ends.get(..10).unwrap_or(ends)))
+            })
+            .max_by_key(|(at, _, _)| *at);
         match (active.is_empty(), lang) {
             (true, _) if !say_none => String::new(),
-            (true, Lang::Zh) => format!("{name}目前没有进行中的优惠活动。"),
-            (true, Lang::En) => format!("There are no current offers on the {name}."),
+            (true, Lang::Zh) => match ended {
+                Some((_, text, day)) => {
+                    format!("「{text}」活动已于 {day} 结束，{name}目前没有进行中的优惠活动。")
+                }
+                None => format!("{name}目前没有进行中的优惠活动。"),
+            },
+            (true, Lang::En) => match ended {
+                Some((_, text, day)) => {
+                    format!("The offer \"{text}\" ended on {day}; there are no current offers on the {name}.")
+                }
+                None => format!("There are no current offers on the {name}."),
+            },
             (false, Lang::Zh) => format!("当前优惠：{}。", active.join("；")),
             (false, Lang::En) => format!("Current offers: {}.", active.join("; ")),
         }
@@ -490,6 +510,17 @@ mod tests {
         let before = super::super::pack::parse_instant("2026-11-11T12:00:00+08:00").unwrap();
         let after = super::super::pack::parse_instant("2026-11-12T00:00:01+08:00").unwrap();
         assert!(c.answer(0, &[Asked::Promotion], Lang::Zh, before).contains("立减300元"));
-        assert!(c.answer(0, &[Asked::Promotion], Lang::Zh, after).contains("没有进行中的优惠"));
+        assert_eq!(
+            c.answer(0, &[Asked::Promotion], Lang::Zh, after),
+            "「立减300元」活动已于 2026-11-12 结束，星河 X1 手机目前没有进行中的优惠活动。"
+        );
+        assert_eq!(
+            c.answer(0, &[Asked::Promotion], Lang::En, after),
+            "The offer \"¥300 off\" ended on 2026-11-12; there are no current offers on the Nova X1 Phone."
+        );
+        assert_eq!(
+            c.answer(1, &[Asked::Promotion], Lang::Zh, after),
+            "Nova X1 Pro目前没有进行中的优惠活动。"
+        );
     }
 }
