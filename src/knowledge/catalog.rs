@@ -18,7 +18,25 @@ pub enum Asked {
     Promotion,
     /// Whether it is in stock.
     Stock,
+    /// Whether it comes in a colour (index into [`COLOURS`]).
+    Colour(usize),
 }
+
+/// Colours shoppers ask about by name: the Chinese character (as in 紫色) and English words.
+const COLOURS: &[(char, &[&str])] = &[
+    ('黑', &["black"]),
+    ('白', &["white"]),
+    ('红', &["red"]),
+    ('蓝', &["blue"]),
+    ('绿', &["green"]),
+    ('紫', &["purple", "violet"]),
+    ('粉', &["pink"]),
+    ('黄', &["yellow"]),
+    ('橙', &["orange"]),
+    ('灰', &["grey", "gray"]),
+    ('金', &["gold"]),
+    ('银', &["silver"]),
+];
 
 /// Words for the fields every product has, in both languages.
 const BUILT_IN: &[(Asked, &[&str])] = &[
@@ -78,6 +96,8 @@ pub struct Catalog {
     attributes: Vec<AttributeDef>,
     names: Matcher<usize>,
     asks: Matcher<Asked>,
+    /// The attribute that lists a product's colours, if the pack has one.
+    colour: Option<usize>,
 }
 
 /// An Aho-Corasick automaton over normalised phrases, each with a value.
@@ -164,6 +184,13 @@ impl Catalog {
         for (asked, words) in BUILT_IN {
             asks.extend(words.iter().map(|w| (normalize(w), *asked)));
         }
+        let colour = pack.attributes.iter().position(|a| matches!(a.key.as_str(), "colour" | "color"));
+        if colour.is_some() {
+            for (i, (han, words)) in COLOURS.iter().enumerate() {
+                asks.push((format!("{han}色"), Asked::Colour(i)));
+                asks.extend(words.iter().map(|w| ((*w).to_owned(), Asked::Colour(i))));
+            }
+        }
         names.retain(|(p, _)| !p.is_empty());
         asks.retain(|(p, _)| !p.is_empty());
         Self {
@@ -171,6 +198,7 @@ impl Catalog {
             attributes: pack.attributes.clone(),
             names: Matcher::new(names),
             asks: Matcher::new(asks),
+            colour,
         }
     }
 
@@ -209,6 +237,10 @@ impl Catalog {
     /// What `text` asks about a product, each thing once, in order.
     pub fn asked(&self, text: &str) -> Vec<Asked> {
         let mut asked = self.asks.find(&normalize(text));
+        // "有紫色的吗" asks whether, not which colours: the named colour answers it.
+        if asked.iter().any(|a| matches!(a, Asked::Colour(_))) {
+            asked.retain(|a| self.colour.is_none_or(|c| *a != Asked::Attribute(c)));
+        }
         let mut seen = Vec::with_capacity(asked.len());
         asked.retain(|a| {
             let new = !seen.contains(a);
@@ -238,6 +270,8 @@ impl Catalog {
             (Asked::Price, Lang::En) => "price".into(),
             (Asked::Promotion, Lang::Zh) => "优惠".into(),
             (Asked::Promotion, Lang::En) => "offers".into(),
+            (Asked::Colour(i), Lang::Zh) => format!("{}色", COLOURS[i].0),
+            (Asked::Colour(i), Lang::En) => COLOURS[i].1[0].into(),
             (Asked::Stock, Lang::Zh) => "库存".into(),
             (Asked::Stock, Lang::En) => "stock".into(),
         }
@@ -291,6 +325,43 @@ impl Catalog {
             }
             (Asked::Promotion, _) => self.promotions_line(p, lang, now, true),
             (Asked::Stock, _) => stock_line(name, p.stock, lang),
+            (Asked::Colour(i), _) => self.colour_line(p, i, lang),
+        }
+    }
+
+    /// Whether the product comes in colour `i` of [`COLOURS`], with the colour's own name.
+    fn colour_line(&self, p: &Product, i: usize, lang: Lang) -> String {
+        let name = p.name.get(lang);
+        let (han, words) = COLOURS[i];
+        let value = self.colour.and_then(|c| p.attributes.get(&self.attributes[c].key));
+        let Some(value) = value else {
+            return match lang {
+                Lang::Zh => format!("{name}暂无颜色信息，可以输入“转人工”咨询客服。"),
+                Lang::En => {
+                    format!("I don't have colour details for the {name}; type \"agent\" to ask a person.")
+                }
+            };
+        };
+        let listed = value.get(lang);
+        let items: Vec<&str> = listed
+            .split(['、', ',', '，', '/', ';', '；'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let found = items.iter().find(|item| match lang {
+            Lang::Zh => item.contains(han),
+            Lang::En => {
+                let item = item.to_lowercase();
+                words.iter().any(|w| item.split(|c: char| !c.is_ascii_alphabetic()).any(|x| x == *w))
+            }
+        });
+        match (found, lang) {
+            // "黑、白" lists bare characters: say 白色.
+            (Some(item), Lang::Zh) if item.chars().count() == 1 => format!("有的，{name}有{item}色。"),
+            (Some(item), Lang::Zh) => format!("有的，{name}有{item}。"),
+            (Some(item), Lang::En) => format!("Yes, the {name} comes in {item}."),
+            (None, Lang::Zh) => format!("{name}没有{han}色，现有颜色：{listed}。"),
+            (None, Lang::En) => format!("No, the {name} doesn't come in {}; it comes in {listed}.", words[0]),
         }
     }
 
@@ -470,6 +541,29 @@ mod tests {
         assert_eq!(c.asked("X1运存多大"), vec![Asked::Attribute(0)]);
         assert_eq!(c.answer(0, &c.asked("X1运存多大"), Lang::Zh, Millis(0)), "星河 X1 手机的内存：8GB。");
         assert_eq!(c.asked("is this a good program"), vec![], "ram is not inside program");
+    }
+
+    #[test]
+    fn a_colour_asked_by_name_is_answered_yes_or_no_with_its_name() {
+        let c = catalog();
+        let now = Millis(0);
+        assert_eq!(c.asked("X1有紫色吗"), vec![Asked::Colour(5)]);
+        assert_eq!(
+            c.answer(0, &c.asked("有紫色吗"), Lang::Zh, now),
+            "星河 X1 手机没有紫色，现有颜色：黑、白。"
+        );
+        assert_eq!(c.answer(0, &c.asked("有白色的颜色吗"), Lang::Zh, now), "有的，星河 X1 手机有白色。");
+        let asked = c.asked("does the X1 come in purple");
+        assert_eq!(
+            c.answer(0, &asked, Lang::En, now),
+            "No, the Nova X1 Phone doesn't come in purple; it comes in black, white."
+        );
+        assert_eq!(
+            c.answer(0, &c.asked("is there a white one"), Lang::En, now),
+            "Yes, the Nova X1 Phone comes in white."
+        );
+        assert_eq!(c.asked("I ordered it yesterday"), vec![], "red is not inside ordered");
+        assert_eq!(c.asked("我明白了"), vec![]);
     }
 
     #[test]
