@@ -256,21 +256,22 @@ impl Desk {
         text: &str,
         now: Millis,
     ) {
-        let here = self.state.lock().await.get(store).is_some_and(|desk| desk.agents.contains_key(agent));
-        match &self.cluster {
-            Some(cluster) if !here => cluster.tell(Note::ShopperMessage {
+        if !self.to_agent_here(store, agent, conversation, message, text, now).await
+            && let Some(cluster) = &self.cluster
+        {
+            cluster.tell(Note::ShopperMessage {
                 store: store.clone(),
                 agent: agent.to_owned(),
                 conversation,
                 message_id: message,
                 text: text.to_owned(),
                 at: now.0,
-            }),
-            _ => self.to_agent_here(store, agent, conversation, message, text, now).await,
+            });
         }
     }
 
-    /// A shopper's message, for the agent who owns the chat if they are connected here.
+    /// A shopper's message, for the agent who owns the chat if they are connected here; false
+    /// if they are not (nothing is worked out for them then).
     async fn to_agent_here(
         &self,
         store: &StoreId,
@@ -279,9 +280,9 @@ impl Desk {
         message: MessageId,
         text: &str,
         now: Millis,
-    ) {
+    ) -> bool {
         if !self.state.lock().await.get(store).is_some_and(|desk| desk.agents.contains_key(agent)) {
-            return;
+            return false;
         }
         let suggestions = self.suggest(store, text).await;
         let state = self.state.lock().await;
@@ -297,6 +298,7 @@ impl Desk {
                 },
             );
         }
+        true
     }
 
     /// Tells the store's agents online about a spike alert.

@@ -58,7 +58,7 @@ impl Desk {
                 }
             }
             Note::ShopperMessage { store, agent, conversation, message_id, text, at } => {
-                self.to_agent_here(&store, &agent, conversation, message_id, &text, Millis(at)).await;
+                let _ = self.to_agent_here(&store, &agent, conversation, message_id, &text, Millis(at)).await;
             }
             Note::Waiting { store, conversation, text } => {
                 let mut state = self.state.lock().await;
