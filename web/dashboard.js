@@ -198,6 +198,15 @@
       answer.value = c.draft.answer || "";
       answer.placeholder = "Write the answer";
       answer.className = "draft-answer";
+      // No agent answered: the nearest entry's answer, to check and edit, marked as such.
+      var proposal = !c.draft.answer && c.draft.proposal;
+      if (proposal) {
+        answer.value = proposal.answer;
+        answer.dataset.proposed = "true";
+        answerCell.appendChild(el("div", "Proposed from \u201c" + proposal.question + "\u201d (" + proposal.entry +
+          "): check and edit it before accepting.", "proposal-note"));
+        answer.addEventListener("input", function () { delete answer.dataset.proposed; }, { once: true });
+      }
       answerCell.appendChild(answer);
       tr.appendChild(answerCell);
       var act = el("td");
@@ -240,7 +249,16 @@
   function top(list) {
     var ol = $("top");
     ol.textContent = "";
-    list.slice(0, 10).forEach(function (e) { ol.appendChild(el("li", e.entry + " · " + e.count)); });
+    if (!list.length) ol.appendChild(el("li", "Nothing answered in this range.", "empty"));
+    // The question the entry answers (or the product's name), with its id small beside it.
+    list.slice(0, 10).forEach(function (e) {
+      var li = el("li");
+      li.dataset.entry = e.entry;
+      li.appendChild(el("span", e.question || e.entry, "entry-question"));
+      li.appendChild(el("span", " · " + e.count, "entry-count"));
+      if (e.question) li.appendChild(el("small", e.entry, "entry-id"));
+      ol.appendChild(li);
+    });
   }
 
   function load() {

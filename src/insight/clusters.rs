@@ -46,6 +46,9 @@ pub struct Draft {
     pub similar: Vec<String>,
     /// What an agent answered to one of them, if one did.
     pub answer: Option<String>,
+    /// Without an agent's answer: the nearest entry's, as a starting point to edit. Accepting a
+    /// draft needs an answer sent with it; a proposal alone is never taken as one.
+    pub proposal: Option<super::Proposal>,
 }
 
 /// The shopper questions the bot did not answer well: its reply was a fallback or a "did you
@@ -139,6 +142,7 @@ pub fn clusters(history: &History, analyzer: &crate::text::Analyzer, embedded: &
                     question: questions[central].1.trim().to_owned(),
                     similar,
                     answer: members.iter().find_map(|&i| questions[i].3.clone()),
+                    proposal: None,
                 },
             }
         })

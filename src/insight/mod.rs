@@ -9,12 +9,16 @@
 //! a person without counting against the bot.
 
 mod clusters;
+mod export;
+mod proposals;
 mod repeats;
 
 pub use clusters::{
     CLUSTER_SIMILARITY, Cluster, Draft, MAX_CLUSTERED, Vectors, central, clusters, dot, group_alike,
     question_vocabulary, similarities, similarity, unanswered,
 };
+pub use export::{cause_name, conversations_csv};
+pub use proposals::{Proposal, propose};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -137,6 +141,9 @@ pub struct FeedbackMeasures {
 pub struct EntryCount {
     /// A FAQ id, `intent:…` or `product:…`.
     pub entry: String,
+    /// What the entry is, as a merchant reads it (its question, or the product's name), from the
+    /// store's active knowledge; absent for an entry no longer in it.
+    pub question: Option<String>,
     /// Answers from it.
     pub count: u64,
 }
@@ -300,8 +307,10 @@ pub fn report(
             *counts.entry(entry).or_default() += 1;
         }
     }
-    let mut top_entries: Vec<EntryCount> =
-        counts.into_iter().map(|(entry, count)| EntryCount { entry: entry.to_owned(), count }).collect();
+    let mut top_entries: Vec<EntryCount> = counts
+        .into_iter()
+        .map(|(entry, count)| EntryCount { entry: entry.to_owned(), question: None, count })
+        .collect();
     top_entries.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.entry.cmp(&b.entry)));
     top_entries.truncate(20);
 
@@ -453,7 +462,7 @@ mod tests {
     const HOUR: i64 = 3600 * 1000;
 
     /// A seeded history: six sessions with known fates.
-    fn seeded() -> (History, Vec<ConversationId>) {
+    pub(super) fn seeded() -> (History, Vec<ConversationId>) {
         let ids: Vec<ConversationId> = (0..7).map(|_| ConversationId::new()).collect();
         let conv =
             |i: usize, shopper: Option<&str>, at: i64, reason: Option<HandoffReason>| ConversationRow {
@@ -542,7 +551,7 @@ mod tests {
         assert_eq!(r.human.handling_seconds, Some(300.0));
         assert_eq!(r.human.csat, Some(4.0));
         assert_eq!(r.bot_feedback.not_helpful, 1);
-        assert_eq!(r.top_entries[0], EntryCount { entry: "shipping".into(), count: 2 });
+        assert_eq!(r.top_entries[0], EntryCount { entry: "shipping".into(), question: None, count: 2 });
         assert_eq!(r.series.len(), 2);
         assert_eq!((r.series[0].sessions, r.series[0].resolved), (5, 1));
         assert_eq!((r.series[1].sessions, r.series[1].resolved), (1, 1));

@@ -20,6 +20,9 @@ pub enum Asked {
     Stock,
     /// Whether it comes in a colour (index into [`COLOURS`]).
     Colour(usize),
+    /// How it fits and which size to take ("偏大吗", "do they run small"): answered from the
+    /// `fit` and `size` attributes together.
+    Fit,
 }
 
 /// Colours shoppers ask about by name: the Chinese character (as in 紫色) and English words.
@@ -82,6 +85,42 @@ const BUILT_IN: &[(Asked, &[&str])] = &[
     ),
 ];
 
+/// Words that ask how a product fits or which size to take.
+const FIT_WORDS: &[&str] = &[
+    "偏大",
+    "偏小",
+    "偏瘦",
+    "偏肥",
+    "正码",
+    "尺码准",
+    "尺码标准",
+    "码数准",
+    "码数标准",
+    "大一码",
+    "小一码",
+    "拍大",
+    "拍小",
+    "平时穿",
+    "穿多大",
+    "穿什么码",
+    "选多大",
+    "选什么码",
+    "买多大",
+    "买什么码",
+    "run small",
+    "run large",
+    "run big",
+    "true to size",
+    "size up",
+    "size down",
+    "fit small",
+    "fits small",
+    "fit large",
+    "fits large",
+    "what size",
+    "which size",
+];
+
 /// A product mentioned in a question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mention {
@@ -98,6 +137,8 @@ pub struct Catalog {
     asks: Matcher<Asked>,
     /// The attribute that lists a product's colours, if the pack has one.
     colour: Option<usize>,
+    /// The attributes that answer [`Asked::Fit`]: `fit`, then `size`, those the pack has.
+    sizing: Vec<usize>,
 }
 
 /// An Aho-Corasick automaton over normalised phrases, each with a value.
@@ -156,14 +197,24 @@ pub fn normalize(text: &str) -> String {
 impl Catalog {
     /// Builds the matchers for a validated pack.
     pub fn new(pack: &Pack) -> Self {
+        // A category only one product is in names it: "羽绒服" is the store's one down jacket.
+        let mut categories: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for category in pack.products.iter().filter_map(|p| p.category.as_ref()) {
+            for phrase in category.variants() {
+                *categories.entry(normalize(phrase)).or_default() += 1;
+            }
+        }
         let mut names = Vec::new();
         for (i, product) in pack.products.iter().enumerate() {
+            let category = product.category.iter().flat_map(|c| c.variants());
+            let category = category.filter(|c| categories.get(&normalize(c)) == Some(&1));
             let phrases = product
                 .aliases
                 .iter()
                 .map(String::as_str)
                 .chain(product.name.variants())
-                .chain(std::iter::once(product.sku.as_str()));
+                .chain(std::iter::once(product.sku.as_str()))
+                .chain(category);
             for phrase in phrases {
                 let phrase = normalize(phrase);
                 if phrase.is_empty() {
@@ -184,6 +235,11 @@ impl Catalog {
         for (asked, words) in BUILT_IN {
             asks.extend(words.iter().map(|w| (normalize(w), *asked)));
         }
+        let key = |key: &str| pack.attributes.iter().position(|a| a.key == key);
+        let sizing: Vec<usize> = [key("fit"), key("size")].into_iter().flatten().collect();
+        if !sizing.is_empty() {
+            asks.extend(FIT_WORDS.iter().map(|w| ((*w).to_owned(), Asked::Fit)));
+        }
         let colour = pack.attributes.iter().position(|a| matches!(a.key.as_str(), "colour" | "color"));
         if colour.is_some() {
             for (i, (han, words)) in COLOURS.iter().enumerate() {
@@ -199,6 +255,7 @@ impl Catalog {
             names: Matcher::new(names),
             asks: Matcher::new(asks),
             colour,
+            sizing,
         }
     }
 
@@ -241,6 +298,10 @@ impl Catalog {
         if asked.iter().any(|a| matches!(a, Asked::Colour(_))) {
             asked.retain(|a| self.colour.is_none_or(|c| *a != Asked::Attribute(c)));
         }
+        // "平时穿L选多大码" asks how it fits: the fit and the sizes answer it together.
+        if asked.contains(&Asked::Fit) {
+            asked.retain(|a| !matches!(a, Asked::Attribute(i) if self.sizing.contains(i)));
+        }
         let mut seen = Vec::with_capacity(asked.len());
         asked.retain(|a| {
             let new = !seen.contains(a);
@@ -274,6 +335,8 @@ impl Catalog {
             (Asked::Colour(i), Lang::En) => COLOURS[i].1[0].into(),
             (Asked::Stock, Lang::Zh) => "库存".into(),
             (Asked::Stock, Lang::En) => "stock".into(),
+            (Asked::Fit, Lang::Zh) => "尺码".into(),
+            (Asked::Fit, Lang::En) => "sizing".into(),
         }
     }
 
@@ -306,7 +369,9 @@ impl Catalog {
                 let label = def.label.get(lang);
                 match (p.attributes.get(&def.key), lang) {
                     (Some(value), Lang::Zh) => format!("{name}的{label}：{}。", value.get(lang)),
-                    (Some(value), Lang::En) => format!("The {name}'s {label}: {}.", value.get(lang)),
+                    (Some(value), Lang::En) => {
+                        format!("The {} {label}: {}.", possessive(name), value.get(lang))
+                    }
                     (None, Lang::Zh) => format!("{name}暂无「{label}」信息，可以输入“转人工”咨询客服。"),
                     (None, Lang::En) => {
                         format!(
@@ -326,6 +391,29 @@ impl Catalog {
             (Asked::Promotion, _) => self.promotions_line(p, lang, now, true),
             (Asked::Stock, _) => stock_line(name, p.stock, lang),
             (Asked::Colour(i), _) => self.colour_line(p, i, lang),
+            (Asked::Fit, _) => self.fit_line(p, lang),
+        }
+    }
+
+    /// How the product fits and the sizes it comes in, from whichever of the two it has.
+    fn fit_line(&self, p: &Product, lang: Lang) -> String {
+        let name = p.name.get(lang);
+        let known: Vec<(&str, &str)> = self
+            .sizing
+            .iter()
+            .map(|&i| &self.attributes[i])
+            .filter_map(|def| Some((def.label.get(lang), p.attributes.get(&def.key)?.get(lang))))
+            .collect();
+        let parts = |sep: &str, colon: &str| {
+            known.iter().map(|(label, value)| format!("{label}{colon}{value}")).collect::<Vec<_>>().join(sep)
+        };
+        match (known.is_empty(), lang) {
+            (true, Lang::Zh) => format!("{name}暂无尺码信息，可以输入“转人工”咨询客服。"),
+            (true, Lang::En) => {
+                format!("I don't have sizing details for the {name}; type \"agent\" to ask a person.")
+            }
+            (false, Lang::Zh) => format!("{name}的{}。", parts("；", "：")),
+            (false, Lang::En) => format!("The {} {}.", possessive(name), parts("; ", ": ")),
         }
     }
 
@@ -436,6 +524,11 @@ impl Catalog {
             .join(" "),
         }
     }
+}
+
+/// "the phone's", "the shoes'".
+fn possessive(name: &str) -> String {
+    if name.ends_with('s') { format!("{name}'") } else { format!("{name}'s") }
 }
 
 fn price(p: &Product) -> String {
@@ -616,5 +709,27 @@ mod tests {
             c.answer(1, &[Asked::Promotion], Lang::Zh, after),
             "Nova X1 Pro目前没有进行中的优惠活动。"
         );
+    }
+
+    #[test]
+    fn fit_questions_are_answered_from_fit_and_size_and_a_lone_category_names_its_product() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Catalog::new(&Pack::load_dir(&root.join("knowledge/demo")).unwrap());
+        let now = Millis(0);
+        let jacket = c.mentioned("羽绒服偏大吗 平时穿L").expect("the one down jacket");
+        assert_eq!(c.products()[jacket].sku, "NV-DJ01");
+        assert_eq!(c.asked("羽绒服偏大吗 平时穿L"), vec![Asked::Fit]);
+        assert_eq!(
+            c.answer(jacket, &[Asked::Fit], Lang::Zh, now),
+            "星河 云暖轻羽绒服的版型：常规版型，需内搭厚毛衣建议选大一码；尺码：S / M / L / XL / XXL。"
+        );
+        let shoes = c.mentioned("do the running shoes run small").expect("the one pair of running shoes");
+        assert_eq!(c.asked("do the running shoes run small"), vec![Asked::Fit]);
+        assert_eq!(
+            c.answer(shoes, &[Asked::Fit], Lang::En, now),
+            "The Nova Gale Cushioned Running Shoes' size: EU 36–45, true to size."
+        );
+        // "鞋" is in three products' categories: it names none of them.
+        assert_eq!(c.mentioned("鞋子偏小吗"), None);
     }
 }

@@ -543,6 +543,21 @@ impl KnowledgeBase {
         }
     }
 
+    /// What an entry's id stands for, as a merchant reads it: a FAQ entry's question, an intent's
+    /// first example (`intent:…`), a product's name (`product:…`); `None` for an id not in this
+    /// knowledge (an entry since removed).
+    pub fn entry_question(&self, id: &str, lang: Lang) -> Option<String> {
+        if let Some(name) = id.strip_prefix("intent:") {
+            let intent = self.intents.find(name)?;
+            return self.intents.get(intent).examples.first().cloned();
+        }
+        if let Some(sku) = id.strip_prefix("product:") {
+            let product = self.catalog.by_sku(sku)?;
+            return Some(self.catalog.products()[product].name.get(lang).to_owned());
+        }
+        self.faq.iter().find(|f| f.id == id).map(|f| f.question.get(lang).to_owned())
+    }
+
     /// The standard question of a FAQ entry in `lang`, as a suggestion.
     pub fn suggestion(&self, entry: EntryRef, lang: Lang) -> Option<String> {
         match entry {

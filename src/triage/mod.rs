@@ -453,6 +453,11 @@ mod tests {
             category = { zh = "手机", en = "phone" }
             price = 2999.0
             attributes = { memory = "8GB" }
+            [[product]]
+            sku = "NV-F1"
+            name = { zh = "星河 F1 老人机", en = "Nova F1 Feature Phone" }
+            category = { zh = "手机", en = "phone" }
+            price = 199.0
             "#,
         )
         .unwrap();
@@ -500,7 +505,7 @@ mod tests {
         let kb = kb();
         let t = decide(&kb, "这款手机内存多大", &ChatContext::default());
         assert!(
-            matches!(t.decision, Decision::Clarify { ref suggestions, .. } if suggestions == &["X1 内存"]),
+            matches!(t.decision, Decision::Clarify { ref suggestions, .. } if suggestions == &["X1 内存", "星河 F1 老人机 内存"]),
             "{t:?}"
         );
     }

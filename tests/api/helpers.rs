@@ -107,8 +107,9 @@ pub(crate) async fn spawn_with_encoder(config: Config, clock: Clock, encoder: En
     TestApp { addr, library, stop: Some(stop), handle: Some(handle), _dir: None }
 }
 
-/// Waits (up to two minutes) until every served store's knowledge has its semantic index, when
-/// the library's encoder runs.
+/// Waits (up to five minutes: the demo store's catalogue is large for a debug build on a busy
+/// machine) until every served store's knowledge has its semantic index, when the library's
+/// encoder runs.
 pub(crate) async fn wait_for_semantic(library: &Library) {
     if library.encoder().get().is_none() {
         return;
@@ -120,7 +121,7 @@ pub(crate) async fn wait_for_semantic(library: &Library) {
             return;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(300),
             "the stores' semantic indexes were not ready in time"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -92,7 +92,12 @@ async fn votes_flags_and_chats_become_exact_measures_for_their_store_only() {
     assert_eq!(r["human"]["chats"], 1);
     assert_eq!(r["human"]["csat"], 4.0);
     assert_eq!(r["bot_feedback"], json!({"helpful": 1, "not_helpful": 1, "helpful_rate": 0.5, "flagged": 1}));
-    assert_eq!(r["top_entries"][0], json!({"entry": "invoice", "count": 2}), "{r}");
+    // Entries are shown by the question they answer.
+    assert_eq!(
+        r["top_entries"][0],
+        json!({"entry": "invoice", "question": "怎么开发票？", "count": 2}),
+        "{r}"
+    );
 
     let (_, body) = shop.get("/reviews?since=1h").await;
     let reviews = body["reviews"].as_array().unwrap();
@@ -187,5 +192,73 @@ async fn unanswered_paraphrases_become_one_draft_that_answers_them_once_accepted
     let (_, body) = shop.get("/clusters?since=1h").await;
     let left: Vec<&Value> = body["clusters"].as_array().unwrap().iter().collect();
     assert!(left.iter().all(|c| c["id"] != top_id && c["id"] != other_id), "{body}");
+    app.stop().await;
+}
+
+/// A draft no agent answered proposes the nearest entry's answer, marked as a proposal: it is
+/// never accepted on its own, only when the merchant sends an answer. The range's conversations
+/// come out as CSV, one row each with its resolution and reason.
+#[tokio::test]
+async fn drafts_propose_the_nearest_answer_and_conversations_export_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
+    let other = mibot::admin::create_store(&config, "other").await.unwrap().0;
+    let app = spawn_with(config).await;
+    let mut s1 = shopper(&app, None).await;
+    let asked = s1.ask("a", "发票").await;
+    assert_eq!(asked["kind"], "clarify", "{asked}");
+    assert_eq!(s1.ask("b", "zxqv blorf").await["kind"], "fallback");
+    let mut s2 = shopper(&app, None).await;
+    assert_eq!(s2.ask("a", "退货运费谁出").await["kind"], "answer");
+
+    let shop = app.merchant("shop", &key);
+    let (_, body) = shop.get("/clusters?since=1h").await;
+    let draft = &body["clusters"][0]["draft"];
+    assert_eq!(draft["question"], "发票", "{body}");
+    assert_eq!(draft["answer"], Value::Null, "{body}");
+    let proposal = &draft["proposal"];
+    assert!(proposal["entry"].as_str().unwrap().starts_with("invoice"), "{body}");
+    assert!(proposal["answer"].as_str().is_some_and(|a| !a.is_empty()), "{body}");
+    assert!(proposal["score"].as_f64().is_some(), "{body}");
+
+    let id = body["clusters"][0]["id"].as_str().unwrap();
+    let (status, refused) = shop.post_json(&format!("/clusters/{id}/accept?since=1h"), json!({})).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"], "answer_required", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("proposed answer"), "{refused}");
+    let edited = format!("{} 电子发票会发到您的邮箱。", proposal["answer"].as_str().unwrap());
+    let (status, accepted) =
+        shop.post_json(&format!("/clusters/{id}/accept?since=1h"), json!({"answer": edited})).await;
+    assert_eq!(status, 201, "{accepted}");
+
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/stores/shop/conversations.csv?since=1h", app.addr))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-disposition"].to_str().unwrap().contains("shop-conversations.csv"));
+    let text = response.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let columns: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let at = |name: &str| columns.iter().position(|c| c == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let by_question = |q: &str| rows.iter().find(|r| &r[at("first question")] == q).unwrap();
+    assert_eq!(&by_question("发票")[at("resolution")], "unresolved", "{text}");
+    assert_eq!(&by_question("发票")[at("reason")], "fallback", "{text}");
+    assert_eq!(&by_question("发票")[at("shopper messages")], "2", "{text}");
+    assert_eq!(&by_question("退货运费谁出")[at("resolution")], "resolved", "{text}");
+    // Another store's key opens none of it.
+    let status = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/stores/shop/conversations.csv", app.addr))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
     app.stop().await;
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod bench;
 mod browser;
 mod chat;
+mod cli;
 mod cluster;
 mod encoder;
 mod eval_command;

@@ -100,8 +100,8 @@ async fn uploads_swap_answers_live_bad_uploads_change_nothing_and_rollback_survi
     let (status, body) = shop.upload("", broken).await;
     assert_eq!(status, 422, "{body}");
     let problems = body["problems"].to_string();
-    assert!(problems.contains("row 2: column 'answer' is empty"), "{body}");
-    assert!(problems.contains("row 3: duplicate id"), "{body}");
+    assert!(problems.contains(r#"row 2, id \"r\": column 'answer' is empty"#), "{body}");
+    assert!(problems.contains(r#"row 3, id \"r\": duplicate id"#), "{body}");
     let (status, body) = shop.upload("?format=json", r#"{"faq": [{"id": "x", "question": "q"#).await;
     assert_eq!(status, 422);
     assert!(body["problems"][0].as_str().unwrap().starts_with("JSON, line 1"), "{body}");
@@ -198,6 +198,18 @@ async fn every_format_round_trips_and_the_examples_load() {
         assert_eq!(status, 201, "{file}: {body}");
         assert_eq!(body["format"], format, "{file} is told by its content and name: {body}");
     }
+    // The Dialogflow example (the last one loaded) has readable ids, its zh and en rows paired:
+    // the English question is answered in English from the same entry as the Chinese one.
+    let pack: Value = serde_json::from_str(&shop.export("json").await).unwrap();
+    let ids: Vec<&str> = pack["faq"].as_array().unwrap().iter().filter_map(|f| f["id"].as_str()).collect();
+    assert_eq!(ids.len(), 6, "{pack}");
+    assert!(ids.contains(&"how-soon-will-my-order-ship") && ids.contains(&"茶叶怎么保存"), "{ids:?}");
+    let zh = app.ask_once("shop", "公司报销需要发票").await;
+    let en = app.ask_once("shop", "do you issue invoices").await;
+    assert_eq!(zh["trace"]["matched"], "can-i-get-an-invoice", "{zh}");
+    assert_eq!(en["trace"]["matched"], "can-i-get-an-invoice", "{en}");
+    assert!(zh["text"].as_str().unwrap().starts_with("可以。下单时"), "{zh}");
+    assert!(en["text"].as_str().unwrap().starts_with("Yes. Enter the invoice title"), "{en}");
 
     // Exported, uploaded and exported again: the same file, in every format.
     let (status, body) =

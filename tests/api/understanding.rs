@@ -249,3 +249,32 @@ async fn wait_for_new_embedding(
     }
     panic!("the new pack version was not embedded in time");
 }
+
+/// On the demo store, questions about shipping or a damaged parcel are answered from the store's
+/// own entries: "which product do you mean?" is for questions about a product.
+#[tokio::test]
+async fn questions_that_are_not_about_a_product_are_not_asked_which_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.content.knowledge_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("knowledge");
+    let app = spawn_with(config).await;
+    let mut shopper = app.connect("demo").await;
+    shopper.hello(None).await;
+    // (message, the entry it is nearest to, whether the bot is sure enough to answer)
+    for (n, (text, entry, answered)) in [
+        ("how much do u charge for shipping", "shipping-fee", true),
+        ("my parcel arrived with a cracked screen", "damaged-item", true),
+        // Offered the shipping entries to pick from: not products.
+        ("买一件要出邮费不", "shipping-fee", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reply = shopper.ask(&format!("q{n}"), text).await;
+        let said = reply["text"].as_str().unwrap_or_default().to_lowercase();
+        assert!(!said.contains("哪一款") && !said.contains("which product"), "{text}: {reply}");
+        assert_eq!(reply["trace"]["matched"], entry, "{text}: {reply}");
+        assert_eq!(reply["kind"], if answered { "answer" } else { "clarify" }, "{text}: {reply}");
+    }
+    app.stop().await;
+}

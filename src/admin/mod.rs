@@ -4,6 +4,8 @@
 //! They write the same database the server reads, with the same validation as the HTTP API. A
 //! running server picks a newly activated version up within `content.reload_seconds`.
 
+pub mod text;
+
 use std::path::Path;
 use std::sync::Arc;
 
