@@ -10,6 +10,33 @@
   var current = null;
   var available = true;
   var tokenKey = "mibot:agent_token";
+  var claiming = new Set(); // chats this agent claimed by hand: no "new chat" notice for them
+  var zh = /^zh/i.test(navigator.language || "");
+
+  // Every handoff reason (domain::HandoffReason) in the agent's words.
+  var reasons = zh
+    ? { asked_for_human: "要求转人工", complaint: "投诉", repeated_fallback: "多次未能回答", notify_flag: "需人工跟进的问题", agent_transfer: "同事转交", reception: "人工优先接待" }
+    : { asked_for_human: "Asked for a person", complaint: "Complaint", repeated_fallback: "Bot could not answer", notify_flag: "Needs a person's follow-up", agent_transfer: "Transferred by an agent", reception: "People-first reception" };
+
+  function reasonText(reason) { return reason ? reasons[reason] || reason : ""; }
+
+  // Where a bot answer came from: `intent:NAME`, `product:SKU` or an FAQ entry's id.
+  function sourceText(matched) {
+    var m = /^(intent|product):(.*)$/.exec(matched);
+    if (m && m[1] === "product") return (zh ? "商品 " : "Product ") + m[2];
+    if (m) return (zh ? "意图 " : "Intent ") + m[2];
+    return "FAQ " + matched;
+  }
+
+  // HH:MM in local time, with the date when it is not today.
+  function stamp(at) {
+    if (at == null) return "";
+    var d = new Date(Number(at));
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    var hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+    if (d.toDateString() === new Date().toDateString()) return hm;
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + hm;
+  }
 
   function flash(text) {
     $("flash").textContent = text;
@@ -38,10 +65,13 @@
       var li = el("li");
       li.dataset.conversation = item.conversation_id;
       li.appendChild(el("div", "q", item.last_message || "(no message)"));
-      li.appendChild(el("div", "meta", (item.reason || "") + (item.group ? " · " + item.group : "") + " · waiting " + item.waiting_seconds + "s"));
+      li.appendChild(el("div", "meta", reasonText(item.reason) + (item.group ? " · " + item.group : "") + " · waiting " + item.waiting_seconds + "s"));
       var claim = el("button", "claim", "Claim");
       claim.type = "button";
-      claim.addEventListener("click", function () { send({ type: "claim", conversation_id: item.conversation_id }); });
+      claim.addEventListener("click", function () {
+        claiming.add(item.conversation_id);
+        send({ type: "claim", conversation_id: item.conversation_id });
+      });
       li.appendChild(claim);
       list.appendChild(li);
     });
@@ -70,8 +100,13 @@
       var div = el("div", "msg");
       div.dataset.role = m.role;
       var who = m.role === "agent" ? (m.author || "agent") : m.role;
-      if (m.role === "bot" && m.trace && m.trace.matched) who += " · " + m.trace.matched + (m.trace.score != null ? " (" + Number(m.trace.score).toFixed(2) + ")" : "");
-      div.appendChild(el("span", "who", who));
+      var fallback = m.role === "bot" && m.trace && m.trace.kind === "fallback";
+      if (fallback) who += " · " + (zh ? "兜底回复" : "Fallback reply");
+      else if (m.role === "bot" && m.trace && m.trace.matched) who += " · " + sourceText(m.trace.matched) + (m.trace.score != null ? " (" + Number(m.trace.score).toFixed(2) + ")" : "");
+      if (fallback) div.dataset.kind = "fallback";
+      var head = el("span", "who", who);
+      head.appendChild(el("time", "at", stamp(m.at)));
+      div.appendChild(head);
       div.appendChild(document.createTextNode(m.text));
       if (m.role === "bot" && m.id != null) {
         var flag = el("button", "flag", m.flagged ? "flagged" : "Flag as wrong");
@@ -113,7 +148,7 @@
     $("open").hidden = !chat;
     if (chat) {
       $("chat-title").textContent = "Chat " + short(id);
-      $("chat-reason").textContent = chat.reason || "";
+      $("chat-reason").textContent = reasonText(chat.reason);
     }
     renderChats();
     renderTranscript();
@@ -178,7 +213,8 @@
         break;
       case "assigned":
         chats.set(ev.conversation_id, { reason: ev.reason, messages: ev.transcript, suggestions: ev.suggestions, unread: true });
-        flash("New chat assigned");
+        if (claiming.has(ev.conversation_id)) claiming.delete(ev.conversation_id);
+        else flash(zh ? "有新会话分配给您" : "New chat assigned");
         if (!current) select(ev.conversation_id);
         else renderChats();
         break;
@@ -212,6 +248,7 @@
           $("login-error").textContent = ev.message;
           sessionStorage.removeItem(tokenKey);
         } else {
+          claiming.clear();
           flash(ev.message);
         }
         break;
@@ -243,7 +280,7 @@
     var text = $("reply").value.trim();
     if (!text || !current) return;
     send({ type: "reply", conversation_id: current, text: text });
-    chats.get(current).messages.push({ role: "agent", author: me && me.agent, text: text });
+    chats.get(current).messages.push({ role: "agent", author: me && me.agent, text: text, at: Date.now() });
     $("reply").value = "";
     renderTranscript();
   });

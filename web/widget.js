@@ -121,16 +121,32 @@
     else pending.push(frame);
   }
 
+  // A thumb drawn as SVG: emoji need a font many systems lack, and show as boxes there.
+  function thumb(up) {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "16");
+    svg.setAttribute("height", "16");
+    svg.setAttribute("aria-hidden", "true");
+    if (!up) svg.setAttribute("transform", "rotate(180)");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", "M2 10h4v11H2zM8 21h9.3a2 2 0 0 0 2-1.6l1.6-7.2A2 2 0 0 0 19 10h-5.3l.8-4.2a1.6 1.6 0 0 0-2.7-1.5L8 9v12z");
+    path.setAttribute("fill", "currentColor");
+    svg.appendChild(path);
+    return svg;
+  }
+
   var votes = {};
   function voteButtons(messageId) {
     var box = document.createElement("div");
     box.className = "mibot-vote";
     box.dataset.message = String(messageId);
-    [[true, "👍", "有帮助 Helpful"], [false, "👎", "没帮助 Not helpful"]].forEach(function (v) {
+    [[true, "up", "有帮助 Helpful"], [false, "down", "没帮助 Not helpful"]].forEach(function (v) {
       var b = document.createElement("button");
       b.type = "button";
       b.dataset.helpful = String(v[0]);
-      b.textContent = v[1];
+      b.appendChild(thumb(v[0]));
       b.title = v[2];
       b.setAttribute("aria-label", v[2]);
       b.addEventListener("click", function () {
@@ -182,6 +198,8 @@
         bubble("store", ev.text);
         break;
       case "status":
+        // A person is here: the notice about waiting (or about opening hours) no longer holds.
+        if (ev.status === "with_agent" && queueNotice) { queueNotice.remove(); queueNotice = null; }
         if (ev.status === "with_agent") notice("人工客服 " + ev.agent + " 为您服务。" + ev.agent + " is here to help.", "with_agent");
         else if (statusText[ev.status]) notice(statusText[ev.status], ev.status);
         if (ev.status === "closed") localStorage.removeItem(tokenKey);

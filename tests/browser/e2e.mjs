@@ -27,6 +27,7 @@ try {
 
   // The agent signs in.
   await agentPage.goto(`${base}/console`);
+  if (await agentPage.isVisible("#desk")) throw new Error("the desk shows before sign-in");
   await agentPage.fill("#token", token);
   await agentPage.click("#login");
   await agentPage.waitForSelector("#desk:not([hidden])", { timeout: WAIT });
@@ -41,6 +42,7 @@ try {
   };
   await say("退货运费谁出");
   await shopperPage.waitForSelector(".mibot-msg[data-role=bot]:has-text('退货运费')", { timeout: WAIT });
+  if ((await shopperPage.locator(".mibot-vote button svg").count()) !== 2) throw new Error("the vote buttons are not drawn as SVG");
   await shopperPage.click(".mibot-vote button[data-helpful='false']");
   await shopperPage.waitForSelector(".mibot-vote[data-state=noted]", { timeout: WAIT });
   step("bot answered in the widget; the shopper voted on it");
@@ -52,6 +54,10 @@ try {
   await agentPage.waitForSelector("#chats li.chat-tab", { timeout: WAIT });
   await agentPage.waitForSelector("#transcript .msg[data-role=shopper]:has-text('退货运费谁出')", { timeout: WAIT });
   await agentPage.waitForSelector("#transcript .msg[data-role=bot]", { timeout: WAIT });
+  const reason = (await agentPage.textContent("#chat-reason")).trim();
+  if (reason !== "Asked for a person") throw new Error(`the reason reads ${JSON.stringify(reason)}`);
+  const times = await agentPage.locator("#transcript .msg time.at").allTextContents();
+  if (!times.length || !times.every((t) => /^(\d{4}-\d\d-\d\d )?\d\d:\d\d$/.test(t))) throw new Error(`message times ${JSON.stringify(times)}`);
   agentPage.once("dialog", (dialog) => dialog.accept("运费规则已更新"));
   await agentPage.locator("#transcript .msg[data-role=bot] button.flag").first().click();
   await agentPage.waitForSelector("#transcript .msg[data-role=bot] button.flag:disabled", { timeout: WAIT });
