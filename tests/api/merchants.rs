@@ -334,6 +334,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/stores/{store}/query", "post"),
         ("/api/v1/stores/{store}/faq/{id}", "delete"),
         ("/api/v1/stores/{store}/products/{sku}", "delete"),
+        ("/api/v1/stores/{store}/conversations.csv", "get"),
     ] {
         let operation = &doc["paths"][path][method];
         assert!(operation.is_object(), "{method} {path} is not in the OpenAPI document");
