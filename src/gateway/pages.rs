@@ -1,4 +1,5 @@
-//! The web pages mibot serves from the binary: the agent console (`/console`), the embeddable
+//! The web pages mibot serves from the binary: a start page linking the others (`/`), the agent
+//! console (`/console`), the embeddable
 //! chat widget (`/widget.js`), a demo storefront that embeds it (`/chat-demo`) and the merchant
 //! dashboard (`/dashboard`, signed in with the store's key). Plain HTML,
 //! CSS and JavaScript; every text they show is set as text, never parsed as HTML.
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use super::AppState;
 use crate::domain::StoreId;
 
+const INDEX_HTML: &str = include_str!("../../web/index.html");
 const CONSOLE_HTML: &str = include_str!("../../web/console.html");
 const CONSOLE_JS: &str = include_str!("../../web/console.js");
 const CONSOLE_CSS: &str = include_str!("../../web/console.css");
@@ -25,6 +27,7 @@ const DASHBOARD_CSS: &str = include_str!("../../web/dashboard.css");
 /// The page routes.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(|| async { page(STAFF_PAGE, INDEX_HTML.to_owned()) }))
         .route("/console", get(|| async { page(STAFF_PAGE, CONSOLE_HTML.to_owned()) }))
         .route("/console.js", get(|| async { script(CONSOLE_JS) }))
         .route("/console.css", get(|| async { stylesheet(CONSOLE_CSS) }))

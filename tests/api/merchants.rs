@@ -340,6 +340,13 @@ async fn the_openapi_document_describes_every_route() {
         assert!(operation.is_object(), "{method} {path} is not in the OpenAPI document");
         assert!(operation["responses"]["401"].is_object(), "{method} {path} documents 401");
     }
+    // The start page links the pages and the API document.
+    let start = reqwest::get(format!("http://{}/", app.addr)).await.unwrap();
+    assert_eq!(start.status().as_u16(), 200);
+    let html = start.text().await.unwrap();
+    for link in ["/chat-demo?store=demo", "/console", "/dashboard", "/api/v1/openapi.json"] {
+        assert!(html.contains(&format!("href=\"{link}\"")), "the start page links {link}: {html}");
+    }
     app.stop().await;
 }
 
