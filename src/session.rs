@@ -481,7 +481,7 @@ impl Session {
             // Set when the shopper's message is stored.
             in_reply_to: MessageId(0),
             text: reply,
-            trace: stored_trace(&triaged.trace, kind),
+            trace: serde_json::to_value(&triaged.trace).unwrap_or_default(),
             status,
             changes_state,
             handoff_reason: handoff,
@@ -614,14 +614,4 @@ impl Session {
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
     }
-}
-
-/// The trace as stored with a bot reply, with the reply's kind, so the console can tell a
-/// fallback from an answer.
-fn stored_trace(trace: &crate::triage::Trace, kind: ReplyKind) -> serde_json::Value {
-    let mut value = serde_json::to_value(trace).unwrap_or_default();
-    if let Some(fields) = value.as_object_mut() {
-        fields.insert("kind".to_owned(), kind.as_str().into());
-    }
-    value
 }

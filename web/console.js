@@ -100,7 +100,7 @@
       var div = el("div", "msg");
       div.dataset.role = m.role;
       var who = m.role === "agent" ? (m.author || "agent") : m.role;
-      var fallback = m.role === "bot" && m.trace && m.trace.kind === "fallback";
+      var fallback = m.role === "bot" && m.kind === "fallback";
       if (fallback) who += " · " + (zh ? "兜底回复" : "Fallback reply");
       else if (m.role === "bot" && m.trace && m.trace.matched) who += " · " + sourceText(m.trace.matched) + (m.trace.score != null ? " (" + Number(m.trace.score).toFixed(2) + ")" : "");
       if (fallback) div.dataset.kind = "fallback";

@@ -86,7 +86,7 @@ pub fn decision_json(triaged: &Triaged) -> serde_json::Value {
 }
 
 /// The words for why a chat went to a person.
-pub fn reason_text(reason: HandoffReason) -> &'static str {
+fn reason_text(reason: HandoffReason) -> &'static str {
     match reason {
         HandoffReason::AskedForHuman => "the shopper asked for a person",
         HandoffReason::Complaint => "a complaint",

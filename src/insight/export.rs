@@ -70,24 +70,13 @@ pub fn conversations_csv(
             count(|n| n.bot),
             count(|n| n.agent),
             if cause.is_some() { "unresolved" } else { "resolved" }.to_owned(),
-            cause.map(cause_name).unwrap_or_default().to_owned(),
+            cause.map(Unresolved::as_str).unwrap_or_default().to_owned(),
             c.handoff_reason.map(|r| r.as_str()).unwrap_or_default().to_owned(),
             c.rating.map(|r| r.to_string()).unwrap_or_default(),
         ])?;
     }
     let bytes = writer.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8(bytes).unwrap_or_default())
-}
-
-/// The cause's name, as in the report's `unresolved` figures.
-pub fn cause_name(cause: Unresolved) -> &'static str {
-    match cause {
-        Unresolved::HandedOver => "handed_over",
-        Unresolved::Fallback => "fallback",
-        Unresolved::Disliked => "disliked",
-        Unresolved::AskedRightAgain => "asked_right_again",
-        Unresolved::AskedAgain => "asked_again",
-    }
 }
 
 fn instant(at: Millis, offset: UtcOffset) -> String {

@@ -17,7 +17,7 @@ pub use clusters::{
     CLUSTER_SIMILARITY, Cluster, Draft, MAX_CLUSTERED, Vectors, central, clusters, dot, group_alike,
     question_vocabulary, similarities, similarity, unanswered,
 };
-pub use export::{cause_name, conversations_csv};
+pub use export::conversations_csv;
 pub use proposals::{Proposal, propose};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -58,9 +58,9 @@ impl Bucket {
     }
 }
 
-/// Why a session was not resolved by the bot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Why a session was not resolved by the bot. It is written (in the report's figures and the
+/// conversations' CSV) by its [`Unresolved::as_str`] name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Unresolved {
     /// Handed to a person (asked for one, complained, repeated fallbacks, reception mode).
     HandedOver,
@@ -73,6 +73,26 @@ pub enum Unresolved {
     AskedRightAgain,
     /// Came back within 24 hours with the same question.
     AskedAgain,
+}
+
+impl Unresolved {
+    /// The cause's stable name: `handed_over`, `fallback`, `disliked`, `asked_right_again`,
+    /// `asked_again`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unresolved::HandedOver => "handed_over",
+            Unresolved::Fallback => "fallback",
+            Unresolved::Disliked => "disliked",
+            Unresolved::AskedRightAgain => "asked_right_again",
+            Unresolved::AskedAgain => "asked_again",
+        }
+    }
+}
+
+impl Serialize for Unresolved {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// The measures of one store over a time range.

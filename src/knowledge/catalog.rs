@@ -367,18 +367,8 @@ impl Catalog {
             (Asked::Attribute(i), _) => {
                 let def = &self.attributes[i];
                 let label = def.label.get(lang);
-                match (p.attributes.get(&def.key), lang) {
-                    (Some(value), Lang::Zh) => format!("{name}的{label}：{}。", value.get(lang)),
-                    (Some(value), Lang::En) => {
-                        format!("The {} {label}: {}.", possessive(name), value.get(lang))
-                    }
-                    (None, Lang::Zh) => format!("{name}暂无「{label}」信息，可以输入“转人工”咨询客服。"),
-                    (None, Lang::En) => {
-                        format!(
-                            "I don't have {label} details for the {name}; type \"agent\" to ask a person."
-                        )
-                    }
-                }
+                let field = p.attributes.get(&def.key).map(|v| (label, v.get(lang)));
+                fields_line(name, field.as_slice(), label, lang)
             }
             (Asked::Price, Lang::Zh) => {
                 format!("{name}售价 {}。{}", price(p), self.promotions_line(p, lang, now, false))
@@ -404,17 +394,7 @@ impl Catalog {
             .map(|&i| &self.attributes[i])
             .filter_map(|def| Some((def.label.get(lang), p.attributes.get(&def.key)?.get(lang))))
             .collect();
-        let parts = |sep: &str, colon: &str| {
-            known.iter().map(|(label, value)| format!("{label}{colon}{value}")).collect::<Vec<_>>().join(sep)
-        };
-        match (known.is_empty(), lang) {
-            (true, Lang::Zh) => format!("{name}暂无尺码信息，可以输入“转人工”咨询客服。"),
-            (true, Lang::En) => {
-                format!("I don't have sizing details for the {name}; type \"agent\" to ask a person.")
-            }
-            (false, Lang::Zh) => format!("{name}的{}。", parts("；", "：")),
-            (false, Lang::En) => format!("The {} {}.", possessive(name), parts("; ", ": ")),
-        }
+        fields_line(name, &known, self.label(Asked::Fit, lang).as_str(), lang)
     }
 
     /// Whether the product comes in colour `i` of [`COLOURS`], with the colour's own name.
@@ -423,12 +403,8 @@ impl Catalog {
         let (han, words) = COLOURS[i];
         let value = self.colour.and_then(|c| p.attributes.get(&self.attributes[c].key));
         let Some(value) = value else {
-            return match lang {
-                Lang::Zh => format!("{name}暂无颜色信息，可以输入“转人工”咨询客服。"),
-                Lang::En => {
-                    format!("I don't have colour details for the {name}; type \"agent\" to ask a person.")
-                }
-            };
+            let what = if lang == Lang::Zh { "颜色" } else { "colour" };
+            return fields_line(name, &[], what, lang);
         };
         let listed = value.get(lang);
         let items: Vec<&str> = listed
@@ -523,6 +499,22 @@ impl Catalog {
             .collect::<Vec<_>>()
             .join(" "),
         }
+    }
+}
+
+/// The product's fields as one line ("X的版型：…；尺码：…。", "The X's fit: …; size: …."), or,
+/// with none, that it has no `what` details and a person can be asked.
+fn fields_line(name: &str, fields: &[(&str, &str)], what: &str, lang: Lang) -> String {
+    let parts = |sep: &str, colon: &str| {
+        fields.iter().map(|(label, value)| format!("{label}{colon}{value}")).collect::<Vec<_>>().join(sep)
+    };
+    match (fields.is_empty(), lang) {
+        (true, Lang::Zh) => format!("{name}暂无「{what}」信息，可以输入“转人工”咨询客服。"),
+        (true, Lang::En) => {
+            format!("I don't have {what} details for the {name}; type \"agent\" to ask a person.")
+        }
+        (false, Lang::Zh) => format!("{name}的{}。", parts("；", "：")),
+        (false, Lang::En) => format!("The {} {}.", possessive(name), parts("; ", ": ")),
     }
 }
 

@@ -100,7 +100,7 @@ fn turn(
         conversation,
         in_reply_to: MessageId(0),
         text: text.into(),
-        trace: serde_json::json!({ "kind": kind }),
+        trace: serde_json::json!({ "reply": text }),
         status,
         changes_state: status != ChatStatus::Bot,
         handoff_reason: (status == ChatStatus::WaitingForAgent).then_some(HandoffReason::AskedForHuman),
@@ -163,7 +163,10 @@ async fn a_reply_is_stored_with_its_message_only_while_the_bot_has_the_chat(db: 
         (ChatStatus::WaitingForAgent, Some(HandoffReason::AskedForHuman))
     );
     let transcript = db.transcript(c.id).await.unwrap();
-    assert_eq!(transcript[1].trace, Some(serde_json::json!({ "kind": "answer" })));
+    assert_eq!(transcript[1].trace, Some(serde_json::json!({ "reply": "满99包邮" })));
+    // Each bot reply says what it was, from the stored kind.
+    let kinds: Vec<Option<&str>> = transcript.iter().map(|m| m.kind.as_deref()).collect();
+    assert_eq!(kinds, [None, Some("answer"), None, Some("handoff"), None]);
 }
 
 async fn exactly_one_claim_wins(db: &dyn Database) {

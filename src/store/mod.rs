@@ -361,6 +361,9 @@ pub struct TranscriptItem {
     /// The bot's decision trace (bot messages).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<serde_json::Value>,
+    /// What a bot reply was: `answer`, `clarify`, `fallback` or `handoff`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// Where a conversation stands, for the people working on it.

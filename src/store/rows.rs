@@ -202,6 +202,7 @@ pub(crate) fn transcript_item(row: &impl Cells) -> Result<TranscriptItem, StoreE
         text: row.text("text")?,
         at: at(row, "created_at")?,
         trace: row.maybe_text("trace")?.and_then(|t| serde_json::from_str(&t).ok()),
+        kind: row.maybe_text("kind")?,
     })
 }
 

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::packs::version_json;
-use super::{ApiError, ApiResult, authorize, internal, json_body};
+use super::{ApiError, ApiResult, attachment, authorize, internal, json_body};
 use crate::domain::{MessageId, Millis, StoreId};
 use crate::gateway::AppState;
 use crate::insight::{self, Bucket};
@@ -55,6 +55,17 @@ fn range(params: &RangeParams, now: Millis) -> ApiResult<(Millis, Millis)> {
     Ok((since, until))
 }
 
+/// The history the measures of `[since, until)` need: it reaches 24 hours past the range, so
+/// that a shopper back with the same question un-resolves an earlier session.
+async fn measured_history(
+    state: &AppState,
+    store: &StoreId,
+    since: Millis,
+    until: Millis,
+) -> ApiResult<crate::store::History> {
+    Ok(state.insights.records(store, since, Millis(until.0 + insight::ASKED_AGAIN_WITHIN)).await?)
+}
+
 pub(super) async fn show_insights(
     State(state): State<AppState>,
     Path(store): Path<String>,
@@ -73,8 +84,7 @@ pub(super) async fn show_insights(
             )
         })?,
     };
-    let history =
-        state.insights.records(&store, since, Millis(until.0 + insight::ASKED_AGAIN_WITHIN)).await?;
+    let history = measured_history(&state, &store, since, until).await?;
     let offset = state.config.agents.utc_offset_minutes;
     let mut report =
         tokio::task::spawn_blocking(move || insight::report(&history, since, until, bucket, offset))
@@ -97,21 +107,15 @@ pub(super) async fn conversations_csv(
 ) -> ApiResult<Response> {
     let store = authorize(&state, &headers, &store).await?;
     let (since, until) = range(&params, state.clock.now())?;
-    let history =
-        state.insights.records(&store, since, Millis(until.0 + insight::ASKED_AGAIN_WITHIN)).await?;
+    let history = measured_history(&state, &store, since, until).await?;
     let offset = state.config.agents.utc_offset_minutes;
     let csv = tokio::task::spawn_blocking(move || insight::conversations_csv(&history, since, until, offset))
         .await
         .map_err(internal)?
         .map_err(internal)?;
-    let name = format!("attachment; filename=\"{}-conversations.csv\"", store.as_str());
-    let disposition = HeaderValue::from_str(&name).map_err(internal)?;
-    let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")),
-        (header::CONTENT_DISPOSITION, disposition),
-    ];
+    let file_name = format!("{}-conversations.csv", store.as_str());
     // A byte-order mark, so that Excel opens the Chinese in it as UTF-8.
-    Ok((headers, format!("\u{feff}{csv}")).into_response())
+    Ok(attachment(format!("\u{feff}{csv}"), "text/csv; charset=utf-8", &file_name))
 }
 
 pub(super) async fn reviews(

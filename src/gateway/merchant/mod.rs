@@ -17,8 +17,13 @@ use serde_json::{Value, json};
 mod insights;
 mod packs;
 
-use insights::*;
-use packs::*;
+use insights::{
+    accept_cluster, conversations_csv, dismiss_cluster, list_alerts, list_clusters, message_alert,
+    message_cluster, reviews, show_alert, show_insights,
+};
+use packs::{
+    activate, delete_faq, delete_product, export, list_versions, query, show_store, show_version, upload,
+};
 
 use super::AppState;
 use crate::domain::{ApiKey, StoreId};
@@ -180,6 +185,18 @@ pub(super) async fn authorize(state: &AppState, headers: &HeaderMap, store: &str
         Some(owner) if owner.as_str() == store => Ok(owner),
         Some(_) => Err(ApiError::unknown_store(store)),
     }
+}
+
+/// A file for the merchant to save: `text` as `content_type`, named `file_name`.
+pub(super) fn attachment(text: String, content_type: &'static str, file_name: &str) -> Response {
+    let mut response = text.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Store names and the extensions mibot picks are plain ASCII: the header always builds.
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -8,11 +8,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, authorize, internal, json_body};
+use super::{ApiError, ApiResult, attachment, authorize, internal, json_body};
 use crate::domain::StoreId;
 use crate::gateway::AppState;
 use crate::knowledge::Pack;
@@ -207,14 +207,9 @@ pub(super) async fn export(
         Format::DialogflowCsv => "csv",
         other => other.name(),
     };
-    let disposition = format!("attachment; filename=\"{}-v{version}.{extension}\"", store.as_str());
-    let mut response = text.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    headers.insert("x-pack-version", HeaderValue::from(version));
+    let file_name = format!("{}-v{version}.{extension}", store.as_str());
+    let mut response = attachment(text, format.content_type(), &file_name);
+    response.headers_mut().insert("x-pack-version", HeaderValue::from(version));
     Ok(response)
 }
 

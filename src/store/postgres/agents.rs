@@ -236,7 +236,7 @@ impl Agents for PostgresStore {
 
     async fn transcript(&self, conversation: ConversationId) -> Result<Vec<TranscriptItem>, StoreError> {
         let found = sqlx::query(
-            "SELECT id, role, author, text, created_at, trace FROM messages WHERE conversation_id = $1 ORDER BY id",
+            "SELECT id, role, author, text, created_at, trace, kind FROM messages WHERE conversation_id = $1 ORDER BY id",
         )
         .bind(conversation.to_string())
         .fetch_all(&self.pool)

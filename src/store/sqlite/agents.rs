@@ -228,7 +228,7 @@ impl Agents for SqliteStore {
 
     async fn transcript(&self, conversation: ConversationId) -> Result<Vec<TranscriptItem>, StoreError> {
         let found = sqlx::query(
-            "SELECT id, role, author, text, created_at, trace FROM messages WHERE conversation_id = ? ORDER BY id",
+            "SELECT id, role, author, text, created_at, trace, kind FROM messages WHERE conversation_id = ? ORDER BY id",
         )
         .bind(conversation.to_string())
         .fetch_all(&self.pool)
