@@ -11,21 +11,55 @@
   var available = true;
   var tokenKey = "mibot:agent_token";
   var claiming = new Set(); // chats this agent claimed by hand: no "new chat" notice for them
-  var zh = /^zh/i.test(navigator.language || "");
+  var waiting = []; // the queue as last sent
+  var langKey = "mibot:console_lang";
+  var texts = window.mibotConsoleText;
+  // The agent's choice, else the browser's language.
+  var lang = localStorage.getItem(langKey) || (/^zh/i.test(navigator.language || "") ? "zh" : "en");
 
-  // Every handoff reason (domain::HandoffReason) in the agent's words.
-  var reasons = zh
-    ? { asked_for_human: "要求转人工", complaint: "投诉", repeated_fallback: "多次未能回答", notify_flag: "需人工跟进的问题", agent_transfer: "同事转交", reception: "人工优先接待" }
-    : { asked_for_human: "Asked for a person", complaint: "Complaint", repeated_fallback: "Bot could not answer", notify_flag: "Needs a person's follow-up", agent_transfer: "Transferred by an agent", reception: "People-first reception" };
+  // The text `key` in the console's language, with {0}, {1}… filled from the other arguments.
+  function t(key) {
+    var text = texts[lang][key];
+    var args = arguments;
+    return String(text).replace(/\{(\d)\}/g, function (_, i) { return args[Number(i) + 1]; });
+  }
 
-  function reasonText(reason) { return reason ? reasons[reason] || reason : ""; }
+  // A word from one of the tables (reasons, roles…), or the code itself when it is not there.
+  function word(table, code) { return (code && texts[lang][table][code]) || code || ""; }
+
+  function reasonText(reason) { return word("reasons", reason); }
 
   // Where a bot answer came from: `intent:NAME`, `product:SKU` or an FAQ entry's id.
   function sourceText(matched) {
     var m = /^(intent|product):(.*)$/.exec(matched);
-    if (m && m[1] === "product") return (zh ? "商品 " : "Product ") + m[2];
-    if (m) return (zh ? "意图 " : "Intent ") + m[2];
-    return "FAQ " + matched;
+    if (m && m[1] === "product") return t("product", m[2]);
+    if (m) return t("intent", word("intents", m[2]));
+    return t("faq", matched);
+  }
+
+  // The product the shopper has in view: its name in the console's language, price and stock.
+  function productText(p) {
+    var name = typeof p.name === "string" ? p.name : (p.name[lang] || p.name.zh || p.name.en || p.sku);
+    var price = Number(p.price).toLocaleString(lang === "zh" ? "zh-CN" : "en", { style: "currency", currency: p.currency || "CNY" });
+    return [name, price, word("stock", p.stock), p.sku];
+  }
+
+  // Puts every fixed label of the page in the console's language.
+  function applyLanguage() {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    document.title = t("title");
+    document.querySelectorAll("[data-text]").forEach(function (e) { e.textContent = t(e.dataset.text); });
+    document.querySelectorAll("[data-placeholder]").forEach(function (e) { e.placeholder = t(e.dataset.placeholder); });
+    $("lang").textContent = t("switchTo");
+    $("lang").title = t("switchTitle");
+    showConnection();
+  }
+
+  var connection = "offline";
+  function showConnection() {
+    $("conn").textContent = t(connection);
+    $("conn").className = connection === "online" ? "badge online" : "badge";
+    $("presence").textContent = available ? t("goOffline") : t("goOnline");
   }
 
   // HH:MM in local time, with the date when it is not today.
@@ -57,16 +91,16 @@
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
   }
 
-  function renderQueue(waiting) {
+  function renderQueue() {
     var list = $("queue");
     list.textContent = "";
     $("queue-count").textContent = String(waiting.length);
     waiting.forEach(function (item) {
       var li = el("li");
       li.dataset.conversation = item.conversation_id;
-      li.appendChild(el("div", "q", item.last_message || "(no message)"));
-      li.appendChild(el("div", "meta", reasonText(item.reason) + (item.group ? " · " + item.group : "") + " · waiting " + item.waiting_seconds + "s"));
-      var claim = el("button", "claim", "Claim");
+      li.appendChild(el("div", "q", item.last_message || t("noMessage")));
+      li.appendChild(el("div", "meta", reasonText(item.reason) + (item.group ? " · " + item.group : "") + " · " + t("waiting", item.waiting_seconds)));
+      var claim = el("button", "claim", t("claim"));
       claim.type = "button";
       claim.addEventListener("click", function () {
         claiming.add(item.conversation_id);
@@ -84,7 +118,7 @@
       var li = el("li", "chat-tab" + (id === current ? " active" : "") + (chat.unread ? " unread" : ""));
       li.dataset.conversation = id;
       var last = chat.messages.length ? chat.messages[chat.messages.length - 1].text : "";
-      li.appendChild(el("div", "", "Chat " + short(id)));
+      li.appendChild(el("div", "", t("chat", short(id))));
       li.appendChild(el("div", "meta", last));
       li.addEventListener("click", function () { select(id); });
       list.appendChild(li);
@@ -99,9 +133,9 @@
     chat.messages.forEach(function (m) {
       var div = el("div", "msg");
       div.dataset.role = m.role;
-      var who = m.role === "agent" ? (m.author || "agent") : m.role;
+      var who = m.role === "agent" ? (m.author || word("roles", "agent")) : word("roles", m.role);
       var fallback = m.role === "bot" && m.kind === "fallback";
-      if (fallback) who += " · " + (zh ? "兜底回复" : "Fallback reply");
+      if (fallback) who += " · " + t("fallback");
       else if (m.role === "bot" && m.trace && m.trace.matched) who += " · " + sourceText(m.trace.matched) + (m.trace.score != null ? " (" + Number(m.trace.score).toFixed(2) + ")" : "");
       if (fallback) div.dataset.kind = "fallback";
       var head = el("span", "who", who);
@@ -109,11 +143,11 @@
       div.appendChild(head);
       div.appendChild(document.createTextNode(m.text));
       if (m.role === "bot" && m.id != null) {
-        var flag = el("button", "flag", m.flagged ? "flagged" : "Flag as wrong");
+        var flag = el("button", "flag", m.flagged ? t("flagged") : t("flag"));
         flag.type = "button";
         flag.disabled = !!m.flagged;
         flag.addEventListener("click", function () {
-          var note = window.prompt("What is wrong with this answer? (for the merchant)", "");
+          var note = window.prompt(t("flagPrompt"), "");
           if (note === null) return;
           send({ type: "flag", conversation_id: current, message_id: m.id, note: note });
           m.flagged = true;
@@ -134,7 +168,7 @@
       var li = el("li");
       li.appendChild(el("div", "q", s.question));
       li.appendChild(el("div", "a", s.answer));
-      li.title = "Click to put this answer in the reply box";
+      li.title = t("useAnswer");
       li.addEventListener("click", function () { $("reply").value = s.answer; $("reply").focus(); });
       list.appendChild(li);
     });
@@ -147,8 +181,17 @@
     $("empty").hidden = !!chat;
     $("open").hidden = !chat;
     if (chat) {
-      $("chat-title").textContent = "Chat " + short(id);
+      $("chat-title").textContent = t("chat", short(id));
       $("chat-reason").textContent = reasonText(chat.reason);
+      var shown = $("chat-product");
+      shown.textContent = "";
+      shown.hidden = !chat.product;
+      if (chat.product) {
+        var parts = productText(chat.product);
+        shown.appendChild(document.createTextNode(t("productInView") + ": "));
+        shown.appendChild(el("strong", "", parts[0]));
+        shown.appendChild(document.createTextNode(" · " + parts.slice(1).join(" · ")));
+      }
     }
     renderChats();
     renderTranscript();
@@ -172,16 +215,16 @@
     if (list.querySelector('[data-alert="' + alert.id + '"]')) return;
     var li = el("li", "");
     li.dataset.alert = String(alert.id);
-    li.appendChild(el("strong", "", "Spike"));
-    li.appendChild(document.createTextNode(alert.label + " — " + alert.count + " questions in the last window (usually " + alert.expected.toFixed(1) + ")"));
+    li.appendChild(el("strong", "", t("spike")));
+    li.appendChild(document.createTextNode(t("spikeText", alert.label, alert.count, alert.expected.toFixed(1))));
     li.appendChild(el("span", "samples", (alert.samples || []).slice(0, 3).join(" · ")));
-    var dismiss = el("button", "", "Dismiss");
+    var dismiss = el("button", "", t("dismiss"));
     dismiss.type = "button";
     dismiss.addEventListener("click", function () { li.remove(); list.hidden = !list.children.length; });
     li.appendChild(dismiss);
     list.appendChild(li);
     list.hidden = false;
-    flash("Spike: " + alert.label);
+    flash(t("spike") + ": " + alert.label);
   }
 
   function onEvent(ev) {
@@ -191,8 +234,8 @@
         $("signin").hidden = true;
         $("desk").hidden = false;
         $("me").textContent = ev.agent + " · " + ev.store;
-        $("conn").textContent = "online";
-        $("conn").className = "badge online";
+        connection = "online";
+        showConnection();
         $("presence").hidden = false;
         var canned = $("canned");
         canned.textContent = "";
@@ -203,18 +246,18 @@
         });
         break;
       case "queue":
-        renderQueue(ev.waiting);
+        waiting = ev.waiting;
+        renderQueue();
         break;
       case "presence":
         available = ev.online;
-        $("conn").textContent = ev.online ? "online" : "away";
-        $("conn").className = ev.online ? "badge online" : "badge";
-        $("presence").textContent = ev.online ? "Go offline" : "Go online";
+        connection = ev.online ? "online" : "away";
+        showConnection();
         break;
       case "assigned":
-        chats.set(ev.conversation_id, { reason: ev.reason, messages: ev.transcript, suggestions: ev.suggestions, unread: true });
+        chats.set(ev.conversation_id, { reason: ev.reason, messages: ev.transcript, suggestions: ev.suggestions, product: ev.product, unread: true });
         if (claiming.has(ev.conversation_id)) claiming.delete(ev.conversation_id);
-        else flash(zh ? "有新会话分配给您" : "New chat assigned");
+        else flash(t("assigned"));
         if (!current) select(ev.conversation_id);
         else renderChats();
         break;
@@ -230,14 +273,14 @@
       case "sent":
         break;
       case "flagged":
-        flash("Flagged for the merchant's review");
+        flash(t("flaggedNote"));
         break;
       case "unassigned":
-        flash("Chat " + short(ev.conversation_id) + " left you: " + ev.why);
+        flash(t("left", short(ev.conversation_id), word("why", ev.why)));
         drop(ev.conversation_id);
         break;
       case "released":
-        flash(ev.status === "closed" ? "Chat closed" : "Chat handed back to the bot");
+        flash(ev.status === "closed" ? t("closed") : t("handedBack"));
         drop(ev.conversation_id);
         break;
       case "alert":
@@ -261,8 +304,8 @@
     ws.addEventListener("open", function () { send({ type: "login", token: token, auto_assign: auto }); });
     ws.addEventListener("message", function (m) { onEvent(JSON.parse(m.data)); });
     ws.addEventListener("close", function () {
-      $("conn").textContent = "offline";
-      $("conn").className = "badge";
+      connection = "offline";
+      showConnection();
       if (me) setTimeout(function () { connect(token, auto); }, 1000);
     });
   }
@@ -297,6 +340,15 @@
     if (to.indexOf("group:") === 0) frame.to_group = to.slice(6); else frame.to_agent = to;
     send(frame);
   });
+
+  $("lang").addEventListener("click", function () {
+    lang = lang === "zh" ? "en" : "zh";
+    localStorage.setItem(langKey, lang);
+    applyLanguage();
+    renderQueue();
+    if (me) select(current);
+  });
+  applyLanguage();
 
   var saved = sessionStorage.getItem(tokenKey);
   if (saved) connect(saved, true);

@@ -78,25 +78,43 @@
     });
   }
 
+  // A bucket's start as the axis shows it: the day, or the hour.
+  function when(start, many) {
+    var d = new Date(start);
+    return many || range().bucket === "day" ? (d.getMonth() + 1) + "/" + d.getDate() : d.getHours() + ":00";
+  }
+
+  // Gridlines at quarters of the height, labelled by `label(fraction)`.
+  function grid(chart, w, h, pad, label) {
+    [0, 0.25, 0.5, 0.75, 1].forEach(function (f) {
+      var y = h - pad - (h - pad * 2) * f;
+      chart.appendChild(svg("line", { x1: pad, y1: y, x2: w - pad, y2: y, stroke: f ? "#eaeef2" : "#d0d7de" }));
+      chart.appendChild(svg("text", { x: pad - 4, y: y + 4, "text-anchor": "end" }, label(f)));
+    });
+  }
+
   function volume(series) {
     var chart = $("volume");
     chart.textContent = "";
-    var w = 600, h = 220, pad = 28;
+    var w = 600, h = 220, pad = 32;
     var max = Math.max(1, Math.max.apply(null, series.map(function (p) { return p.sessions; })));
+    // Round the scale up to a multiple of 4 so that the gridlines fall on whole sessions.
+    max = Math.ceil(max / 4) * 4;
+    grid(chart, w, h, pad, function (f) { return String(Math.round(max * f)); });
     var step = (w - pad * 2) / Math.max(1, series.length);
-    chart.appendChild(svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, stroke: "#d0d7de" }));
-    chart.appendChild(svg("text", { x: 2, y: pad }, String(max)));
+    // Bars stay bar-sized however few the buckets, and stand in the middle of theirs.
+    var bw = Math.min(step * 0.7, 48);
     series.forEach(function (p, i) {
-      var x = pad + i * step + step * 0.15;
-      var bw = step * 0.7;
+      var x = pad + i * step + (step - bw) / 2;
       var hs = (h - pad * 2) * p.sessions / max;
       var hr = (h - pad * 2) * p.resolved / max;
       chart.appendChild(svg("rect", { x: x, y: h - pad - hs, width: bw, height: hs, fill: "#ffd3bd", "class": "bar-sessions" }));
       chart.appendChild(svg("rect", { x: x, y: h - pad - hr, width: bw, height: hr, fill: "#ff5000", "class": "bar-resolved" }));
+      if (series.length <= 12 && p.sessions) {
+        chart.appendChild(svg("text", { x: x + bw / 2, y: h - pad - hs - 4, "text-anchor": "middle", "class": "value" }, p.resolved + " / " + p.sessions));
+      }
       if (series.length <= 31 || i % Math.ceil(series.length / 12) === 0) {
-        var d = new Date(p.start);
-        var label = series.length > 24 || range().bucket === "day" ? (d.getMonth() + 1) + "/" + d.getDate() : d.getHours() + ":00";
-        chart.appendChild(svg("text", { x: x, y: h - 8 }, label));
+        chart.appendChild(svg("text", { x: x + bw / 2, y: h - 10, "text-anchor": "middle" }, when(p.start, series.length > 24)));
       }
     });
   }
@@ -105,27 +123,35 @@
   function rates(series) {
     var chart = $("rates");
     chart.textContent = "";
-    var w = 1200, h = 200, pad = 28;
+    var w = 1200, h = 200, pad = 40;
+    grid(chart, w, h, pad, function (f) { return Math.round(100 * f) + "%"; });
+    // One bucket stands in the middle; more spread across the width.
     var step = (w - pad * 2) / Math.max(1, series.length - 1);
-    chart.appendChild(svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, stroke: "#d0d7de" }));
-    chart.appendChild(svg("text", { x: 2, y: pad }, "100%"));
-    chart.appendChild(svg("text", { x: 2, y: h - pad }, "0"));
-    function line(value, color, cls) {
+    var xAt = function (i) { return series.length === 1 ? w / 2 : pad + i * step; };
+    series.forEach(function (p, i) {
+      if (series.length <= 31 || i % Math.ceil(series.length / 12) === 0) {
+        chart.appendChild(svg("text", { x: xAt(i), y: h - 12, "text-anchor": "middle" }, when(p.start, series.length > 24)));
+      }
+    });
+    function line(value, shown, color, cls) {
       var points = [];
       series.forEach(function (p, i) {
         var v = value(p);
         if (v == null) return;
-        points.push((pad + i * step).toFixed(1) + "," + (h - pad - (h - pad * 2) * v).toFixed(1));
+        points.push([xAt(i), h - pad - (h - pad * 2) * v, shown(p)]);
       });
       if (!points.length) return;
-      chart.appendChild(svg("polyline", { points: points.join(" "), fill: "none", stroke: color, "stroke-width": 2, "class": cls }));
-      points.forEach(function (xy) {
-        var p = xy.split(",");
-        chart.appendChild(svg("circle", { cx: p[0], cy: p[1], r: 3, fill: color, "class": cls + "-point" }));
+      if (points.length > 1) {
+        chart.appendChild(svg("polyline", { points: points.map(function (q) { return q[0].toFixed(1) + "," + q[1].toFixed(1); }).join(" "), fill: "none", stroke: color, "stroke-width": 2, "class": cls }));
+      }
+      points.forEach(function (q) {
+        chart.appendChild(svg("circle", { cx: q[0], cy: q[1], r: points.length > 1 ? 3 : 5, fill: color, "class": cls + "-point" }));
+        // With few points, each says its value.
+        if (points.length <= 12) chart.appendChild(svg("text", { x: q[0] + 8, y: q[1] - 6, fill: color, "class": "value" }, q[2]));
       });
     }
-    line(function (p) { return p.resolution_rate; }, "#ff5000", "line-resolution");
-    line(function (p) { return p.csat == null ? null : (p.csat - 1) / 4; }, "#0969da", "line-csat");
+    line(function (p) { return p.resolution_rate; }, function (p) { return pct(p.resolution_rate); }, "#ff5000", "line-resolution");
+    line(function (p) { return p.csat == null ? null : (p.csat - 1) / 4; }, function (p) { return num(p.csat, 2); }, "#0969da", "line-csat");
   }
 
   function alerts(list) {
@@ -302,6 +328,23 @@
     open($("store").value.trim(), $("key").value.trim());
   });
   $("range").addEventListener("change", function () { if (key) load(); });
+  // The conversations of the range as a spreadsheet: fetched with the key, saved as a file.
+  $("export").addEventListener("click", function () {
+    fetch("/api/v1/stores/" + encodeURIComponent(store) + "/conversations.csv?since=" + range().since, {
+      headers: { Authorization: "Bearer " + key }
+    }).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.blob();
+    }).then(function (blob) {
+      var a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = store + "-conversations.csv";
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(function () { URL.revokeObjectURL(a.href); }, 1000);
+    }).catch(function (e) { flash(e.message); });
+  });
   var remembered = sessionStorage.getItem(saved);
   if (remembered) {
     var s = JSON.parse(remembered);

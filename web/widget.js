@@ -3,8 +3,10 @@
 // (data-product, data-shopper and data-shopper-signature are optional: the product page's SKU, the
 // storefront's member id, and that id's hex HMAC-SHA256 under the store's identity secret, made on
 // the storefront's server. An id without a valid signature is not used: the shopper is anonymous.)
-// It opens a chat window in the corner, talks to mibot over a WebSocket, and keeps the
-// conversation across page loads (the resume token is kept in localStorage).
+// It puts a chat button in the corner; the button opens the chat window (full screen on a phone),
+// which can be minimised back to the button or closed. It talks to mibot over a WebSocket, and
+// keeps the conversation across page loads (the resume token is kept in localStorage): with a
+// conversation going on, it connects at once, so that an agent's message lights the button.
 // Everything shoppers, the bot and agents write is shown as text, never as HTML.
 (function () {
   "use strict";
@@ -16,11 +18,23 @@
   var origin = new URL(script ? script.src : location.href, location.href);
   var wsUrl = (origin.protocol === "https:" ? "wss://" : "ws://") + origin.host + "/ws/chat?store=" + encodeURIComponent(store);
   var tokenKey = "mibot:" + store + ":resume_token";
+  var openKey = "mibot:" + store + ":open";
 
   var css =
-    "#mibot{position:fixed;right:20px;bottom:20px;width:340px;max-width:calc(100vw - 40px);height:480px;display:flex;flex-direction:column;" +
+    "#mibot-launcher{position:fixed;right:20px;bottom:20px;height:48px;padding:0 18px;border:0;border-radius:24px;background:#ff5000;color:#fff;" +
+    "font:600 14px/1 system-ui,sans-serif;box-shadow:0 4px 12px rgba(0,0,0,.2);cursor:pointer;z-index:2147483000}" +
+    "#mibot-launcher[hidden],#mibot[hidden]{display:none}" +
+    "#mibot-launcher .mibot-unread{display:inline-block;min-width:18px;margin-left:6px;padding:2px 4px;border-radius:9px;background:#fff;color:#ff5000;font-size:12px;box-sizing:border-box}" +
+    "#mibot-launcher .mibot-unread:empty{display:none}" +
+    "#mibot{position:fixed;right:20px;bottom:20px;width:340px;max-width:calc(100vw - 40px);height:480px;max-height:calc(100vh - 40px);display:flex;flex-direction:column;" +
     "background:#fff;border:1px solid #d0d7de;border-radius:12px;box-shadow:0 8px 24px rgba(0,0,0,.15);font:14px/1.45 system-ui,sans-serif;z-index:2147483000}" +
-    "#mibot header{padding:10px 14px;background:#ff5000;color:#fff;border-radius:12px 12px 0 0;font-weight:600}" +
+    "#mibot header{display:flex;align-items:center;gap:4px;padding:6px 6px 6px 14px;background:#ff5000;color:#fff;border-radius:12px 12px 0 0;font-weight:600;font-size:14px}" +
+    "#mibot header span{flex:1;min-width:0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}" +
+    "#mibot header button{width:32px;height:32px;border:0;border-radius:6px;background:none;color:#fff;font:20px/1 system-ui,sans-serif;cursor:pointer}" +
+    "#mibot header button:hover,#mibot header button:focus-visible{background:rgba(255,255,255,.2)}" +
+    "@media (max-width:480px){#mibot{inset:0;width:100%;max-width:none;height:100%;max-height:none;border:0;border-radius:0}" +
+    "#mibot header{border-radius:0}#mibot form button{border-radius:0}#mibot input{font-size:16px}" +
+    "#mibot-launcher{right:12px;bottom:12px}}" +
     "#mibot .mibot-log{flex:1;overflow-y:auto;padding:10px;display:flex;flex-direction:column;gap:6px}" +
     "#mibot .mibot-msg{max-width:85%;padding:6px 10px;border-radius:10px;white-space:pre-wrap;word-break:break-word}" +
     "#mibot .mibot-msg[data-role=shopper]{align-self:flex-end;background:#ffe8dc}" +
@@ -44,7 +58,27 @@
   var style = document.createElement("style");
   style.textContent = css;
   var header = document.createElement("header");
-  header.textContent = "在线客服 · Customer service";
+  var title = document.createElement("span");
+  title.textContent = "在线客服 · Customer service";
+  function headerButton(id, text, label) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.id = id;
+    b.textContent = text;
+    b.title = label;
+    b.setAttribute("aria-label", label);
+    return b;
+  }
+  var minimise = headerButton("mibot-minimise", "\u2013", "最小化 Minimise");
+  var close = headerButton("mibot-close", "\u00d7", "关闭 Close");
+  header.append(title, minimise, close);
+  var launcher = document.createElement("button");
+  launcher.id = "mibot-launcher";
+  launcher.type = "button";
+  launcher.setAttribute("aria-label", "在线客服 Customer service chat");
+  var unread = document.createElement("span");
+  unread.className = "mibot-unread";
+  launcher.append(document.createTextNode("在线客服 Chat"), unread);
   var log = document.createElement("div");
   log.className = "mibot-log";
   log.setAttribute("aria-live", "polite");
@@ -62,13 +96,19 @@
   root.append(style, header, log, form);
 
   function mount() {
-    document.body.appendChild(root);
+    document.body.append(launcher, root);
   }
   if (document.body) mount();
   else document.addEventListener("DOMContentLoaded", mount);
 
   function scroll() {
     log.scrollTop = log.scrollHeight;
+  }
+
+  // While the window is not open, what people write lights the button.
+  function noteUnread() {
+    if (!root.hidden) return;
+    unread.textContent = String(Number(unread.textContent || 0) + 1);
   }
 
   function bubble(role, text) {
@@ -181,6 +221,7 @@
         break;
       case "reply":
         bubble("bot", ev.text);
+        noteUnread();
         if (ev.kind === "answer") voteButtons(ev.message_id);
         chips(ev.suggestions, say);
         break;
@@ -193,6 +234,7 @@
         break;
       case "agent_message":
         bubble("agent", ev.agent + "：" + ev.text);
+        noteUnread();
         break;
       case "store_message":
         bubble("store", ev.text);
@@ -238,7 +280,9 @@
   }
 
   var retry = 500;
+  var wanted = false; // the shopper has the chat open, or a conversation is going on
   function connect() {
+    if (!wanted || ws) return;
     ws = new WebSocket(wsUrl);
     ws.mibotReady = false;
     ws.addEventListener("open", function () {
@@ -255,11 +299,44 @@
       try { onEvent(JSON.parse(m.data)); } catch (e) { /* not ours */ }
     });
     ws.addEventListener("close", function () {
+      ws = null;
+      if (!wanted) return;
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
     });
   }
-  connect();
+
+  // Opens the window (connecting if need be), or shows the button instead.
+  function show(open) {
+    root.hidden = !open;
+    launcher.hidden = open;
+    sessionStorage.setItem(openKey, open ? "1" : "");
+    if (open) {
+      unread.textContent = "";
+      wanted = true;
+      connect();
+      scroll();
+      input.focus();
+    }
+  }
+  launcher.addEventListener("click", function () { show(true); });
+  minimise.addEventListener("click", function () { show(false); launcher.focus(); });
+  // Closing also hangs up: the conversation can be taken up again (the button reconnects).
+  close.addEventListener("click", function () {
+    show(false);
+    wanted = false;
+    if (ws) ws.close();
+    launcher.focus();
+  });
+  root.addEventListener("keydown", function (e) {
+    if (e.key === "Escape") { show(false); launcher.focus(); }
+  });
+
+  show(sessionStorage.getItem(openKey) === "1");
+  if (localStorage.getItem(tokenKey)) {
+    wanted = true;
+    connect();
+  }
 
   form.addEventListener("submit", function (e) {
     e.preventDefault();

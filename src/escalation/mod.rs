@@ -12,6 +12,8 @@
 //! while anyone else can take it. Chats are served by priority (the handoff reason's, with
 //! timed-out and orphaned chats at the front), then by how long they have waited.
 
+mod assist;
+mod queue;
 mod relay;
 mod state;
 mod wire;
@@ -23,12 +25,11 @@ use tokio::sync::{Mutex, mpsc};
 
 pub use state::{AGENT_OUTBOX, AgentLink, PREVIEW_CHARS};
 use state::{Chat, Online, StoreDesk, queue_items};
-pub use wire::{AgentCommand, AgentEvent, AlertNotice, QueueItem, Suggestion};
+pub use wire::{AgentCommand, AgentEvent, AlertNotice, ProductView, QueueItem, Suggestion};
 
 use crate::cluster::{Cluster, Note};
 use crate::config::Config;
-use crate::domain::{ChatStatus, ConversationId, HandoffReason, Lang, MessageId, Millis, Role, StoreId};
-use crate::knowledge::EntryRef;
+use crate::domain::{ChatStatus, ConversationId, HandoffReason, MessageId, Millis, StoreId};
 use crate::library::Library;
 use crate::protocol::ServerEvent;
 use crate::store::{AgentAccount, Agents, StoreError};
@@ -746,105 +747,5 @@ impl Desk {
         );
         tracing::info!(store = %store, %conversation, agent, "chat assigned");
         Ok(true)
-    }
-
-    /// Everything an agent needs to take over a chat: the transcript (with the bot's traces)
-    /// and suggested answers to the shopper's latest message.
-    async fn assigned_event(
-        &self,
-        store: &StoreId,
-        desk: &StoreDesk,
-        conversation: ConversationId,
-    ) -> Result<AgentEvent, StoreError> {
-        let transcript = self.agents.transcript(conversation).await?;
-        let latest = transcript.iter().rev().find(|m| m.role == Role::Shopper).map(|m| m.text.clone());
-        let suggestions = match latest {
-            Some(text) => self.suggest(store, &text).await,
-            None => Vec::new(),
-        };
-        let reason = desk.chats.get(&conversation).and_then(|c| c.reason);
-        Ok(AgentEvent::Assigned { conversation_id: conversation, reason, transcript, suggestions })
-    }
-
-    /// The store's best knowledge hits for `text`, as answers an agent can send.
-    async fn suggest(&self, store: &StoreId, text: &str) -> Vec<Suggestion> {
-        let Some(knowledge) = self.library.get(store) else { return Vec::new() };
-        let vector = self.library.message_vector(&knowledge, text).await;
-        let (text, config, store) = (text.to_owned(), Arc::clone(&self.config), store.clone());
-        let found = tokio::task::spawn_blocking(move || {
-            let lang = Lang::detect(&text);
-            let now = Millis::now();
-            let band = config.triage_for(store.as_str()).band(vector.is_some());
-            knowledge
-                .search(&text, 3, band.fusion, now, vector.as_deref())
-                .into_iter()
-                .filter_map(|hit| match hit.entry {
-                    EntryRef::Faq(i) => {
-                        let faq = &knowledge.faq()[i];
-                        Some(Suggestion {
-                            entry: faq.id.clone(),
-                            question: faq.question.get(lang).to_owned(),
-                            answer: faq.answer_at(now).get(lang).to_owned(),
-                            score: hit.score,
-                        })
-                    }
-                    EntryRef::Intent(_) => None,
-                })
-                .collect()
-        })
-        .await;
-        found.unwrap_or_default()
-    }
-
-    /// Sends every waiting shopper their place and estimated wait, and every agent the queue.
-    /// What a waiting shopper is told of their place: `position` counts from 1.
-    fn queue_notice(&self, position: usize, online: usize, now: Millis) -> ServerEvent {
-        let hours = &self.config.agents;
-        let (estimate, text) = if !hours.is_open(now.0) {
-            (
-                None,
-                format!(
-                    "现在是非工作时间（客服时间 {0}），您可以留言，我们上班后会第一时间回复您。Our agents work {0}: leave a message and we will reply when we are back.",
-                    hours.business_hours
-                ),
-            )
-        } else if online == 0 {
-            (None, "现在没有客服在线，您可以留言，客服上线后会第一时间回复您。No agent is online right now: leave a message and we will reply as soon as one is.".to_owned())
-        } else {
-            let seconds = hours.seconds_per_chat * position as u64 / online as u64;
-            (
-                Some(seconds),
-                format!(
-                    "您前面还有 {} 位顾客，请稍候。You are number {position} in the queue.",
-                    position - 1
-                ),
-            )
-        };
-        ServerEvent::Queue { position, estimated_wait_seconds: estimate, agents_online: online, text }
-    }
-
-    /// Tells one waiting shopper their place now, if their chat waits.
-    fn tell_place(&self, desk: &StoreDesk, conversation: ConversationId, now: Millis) {
-        if let Some(index) = desk.waiting().iter().position(|(id, _)| *id == conversation) {
-            desk.to_shopper(conversation, self.queue_notice(index + 1, desk.available(), now));
-        }
-    }
-
-    /// Announces every queue that changed since the last call: each waiting shopper gets their
-    /// place and estimated wait, each agent online the queue. The server calls this every
-    /// `agents.queue_update_ms`, so however fast a queue changes, its agents get at most one
-    /// update per interval.
-    pub async fn announce_queues(&self) {
-        let now = Millis::now();
-        let mut state = self.state.lock().await;
-        for desk in state.values_mut().filter(|d| d.queue_changed) {
-            desk.queue_changed = false;
-            let waiting = desk.waiting();
-            let online = desk.available();
-            for (position, (conversation, _)) in waiting.iter().enumerate() {
-                desk.to_shopper(*conversation, self.queue_notice(position + 1, online, now));
-            }
-            desk.to_agents(&AgentEvent::Queue { waiting: queue_items(desk, now) });
-        }
     }
 }

@@ -136,6 +136,9 @@ impl Desk {
                     chat.queued_at = open.queued_at;
                     chat.agent = open.agent;
                     chat.assigned_at = open.assigned_at;
+                    if open.last_text.is_some() {
+                        chat.last_text = open.last_text;
+                    }
                 }
                 None => {
                     desk.chats.insert(conversation, Chat::from_open(open));

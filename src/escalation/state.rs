@@ -115,7 +115,7 @@ impl Chat {
             assigned_at: open.assigned_at,
             answered: false,
             passed_over: Vec::new(),
-            last_text: None,
+            last_text: open.last_text,
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ChatStatus, ConversationId, HandoffReason, MessageId};
+use crate::domain::{ChatStatus, ConversationId, HandoffReason, LocalizedText, MessageId};
+use crate::knowledge::pack::StockState;
 use crate::store::TranscriptItem;
 
 /// A frame from an agent's client.
@@ -121,6 +122,21 @@ pub struct QueueItem {
     pub last_message: Option<String>,
 }
 
+/// The product the shopper has in view, from the store's catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProductView {
+    /// Its SKU.
+    pub sku: String,
+    /// Its name, `{zh, en}` or one text.
+    pub name: LocalizedText,
+    /// Its price.
+    pub price: f64,
+    /// ISO 4217 currency code.
+    pub currency: String,
+    /// `in_stock`, `low_stock`, `out_of_stock` or `preorder`.
+    pub stock: StockState,
+}
+
 /// An answer from the knowledge base an agent might send.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Suggestion {
@@ -171,8 +187,11 @@ pub enum AgentEvent {
         reason: Option<HandoffReason>,
         /// Every message so far, with the bot's traces.
         transcript: Vec<TranscriptItem>,
-        /// Suggested answers to the shopper's latest message.
+        /// Suggested answers to the shopper's question (their latest message, or the one before
+        /// it when the latest only asked for a person).
         suggestions: Vec<Suggestion>,
+        /// The product the shopper has in view, if any.
+        product: Option<ProductView>,
     },
     /// The shopper wrote.
     ShopperMessage {

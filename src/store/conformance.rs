@@ -184,12 +184,17 @@ async fn exactly_one_claim_wins(db: &dyn Database) {
 
 async fn the_queue_and_a_chat_with_people(db: &dyn Database) {
     let low = db.create_conversation(&demo(), None, None, Millis(1)).await.unwrap();
-    let high = db.create_conversation(&demo(), None, None, Millis(1)).await.unwrap();
+    let high = db.create_conversation(&demo(), Some("NV-X1"), None, Millis(1)).await.unwrap();
+    db.append_shopper_message(high.id, &cid("h1"), "屏幕裂了", Millis(2)).await.unwrap();
+    db.append_shopper_message(high.id, &cid("h2"), "我要投诉", Millis(3)).await.unwrap();
     db.enqueue(low.id, HandoffReason::NotifyFlag, 10, Some("after-sales"), Millis(2)).await.unwrap();
     db.enqueue(high.id, HandoffReason::Complaint, 40, None, Millis(3)).await.unwrap();
     let open = db.open_chats().await.unwrap();
     assert_eq!(open.iter().map(|o| o.conversation).collect::<Vec<_>>(), [high.id, low.id]);
     assert_eq!((open[1].group.as_deref(), open[1].queued_at), (Some("after-sales"), Millis(2)));
+    // What the queue previews after a restart: the shopper's latest message, and the product.
+    assert_eq!((open[0].last_text.as_deref(), open[0].product.as_deref()), (Some("我要投诉"), Some("NV-X1")));
+    assert_eq!((open[1].last_text.as_deref(), open[1].product.as_deref()), (None, None));
     assert!(db.assign(high.id, "li", Millis(4)).await.unwrap());
     db.append_agent_message(high.id, "li", "您好，我是小李", Millis(5)).await.unwrap();
     db.append_notice(high.id, "客服已接入", Millis(5)).await.unwrap();
@@ -206,8 +211,8 @@ async fn the_queue_and_a_chat_with_people(db: &dyn Database) {
     let summary = db.chat_summary(high.id).await.unwrap().unwrap();
     assert_eq!((summary.rating, summary.rating_comment.as_deref()), (Some(5), Some("很快")));
     let transcript = db.transcript(high.id).await.unwrap();
-    assert_eq!(transcript[0].author.as_deref(), Some("li"));
-    assert_eq!(transcript.len(), 2);
+    assert_eq!(transcript[2].author.as_deref(), Some("li"));
+    assert_eq!(transcript.len(), 4);
 }
 
 async fn pack_versions_number_activate_and_keep_their_content(db: &dyn Database) {

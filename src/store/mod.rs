@@ -342,6 +342,11 @@ pub struct OpenChat {
     pub agent: Option<String>,
     /// When it was assigned.
     pub assigned_at: Option<Millis>,
+    /// The shopper's latest message, if any (for the queue's preview).
+    pub last_text: Option<String>,
+    /// The SKU of the product in view (the page the shopper opened the chat on, or the one the
+    /// conversation turned to).
+    pub product: Option<String>,
 }
 
 /// A message of a conversation, for an agent's transcript.

@@ -177,7 +177,9 @@ pub(crate) fn chat_summary(row: &impl Cells) -> Result<ChatSummary, StoreError> 
 
 /// The columns [`open_chat`] reads, from `conversations`.
 pub(crate) const OPEN_CHAT_COLUMNS: &str = "id, store, handoff_reason, priority, skill_group,
-     COALESCE(queued_at, updated_at) AS queued_at, agent, assigned_at";
+     COALESCE(queued_at, updated_at) AS queued_at, agent, assigned_at, product,
+     (SELECT m.text FROM messages m WHERE m.conversation_id = conversations.id AND m.role = 'shopper'
+      ORDER BY m.id DESC LIMIT 1) AS last_text";
 
 /// A conversation with the humans.
 pub(crate) fn open_chat(row: &impl Cells) -> Result<OpenChat, StoreError> {
@@ -190,6 +192,8 @@ pub(crate) fn open_chat(row: &impl Cells) -> Result<OpenChat, StoreError> {
         queued_at: at(row, "queued_at")?,
         agent: row.maybe_text("agent")?,
         assigned_at: maybe_at(row, "assigned_at")?,
+        last_text: row.maybe_text("last_text")?,
+        product: row.maybe_text("product")?,
     })
 }
 

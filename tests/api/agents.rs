@@ -240,12 +240,41 @@ async fn the_queue_and_its_messages_survive_a_restart() {
     app.stop().await;
 
     let app = spawn_with(config).await;
-    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], true).await;
+    // The queue still previews what the shopper wrote last: it is read from the store.
+    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], false).await;
+    let queue = ann.queue_of(1).await;
+    assert_eq!(queue["waiting"][0]["last_message"], "我的订单少发了一件，麻烦看一下", "{queue}");
+    ann.send(json!({"type": "claim", "conversation_id": conversation})).await;
     let assigned = ann.recv_type("assigned").await;
     assert_eq!(assigned["conversation_id"], conversation.as_str());
     let texts: Vec<&str> =
         assigned["transcript"].as_array().unwrap().iter().filter_map(|m| m["text"].as_str()).collect();
     assert!(texts.contains(&"我的订单少发了一件，麻烦看一下"), "{texts:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_sees_the_product_in_view_and_suggestions_for_the_question_not_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, tokens) = desk(dir.path(), &[("ann", 3, &[])]).await;
+    let app = spawn_with(config).await;
+    let mut shopper = app.connect("shop").await;
+    shopper.send(json!({"type": "hello", "product": "NV-X1"})).await;
+    assert_eq!(shopper.recv_type("welcome").await["type"], "welcome");
+    shopper.ask("q1", "发票怎么申请").await;
+    let reply = shopper.ask("q2", "帮我转人工客服").await;
+    assert_eq!(reply["kind"], "handoff", "{reply}");
+    let (mut ann, _) = AgentClient::login(app.addr, &tokens[0], true).await;
+    let assigned = ann.recv_type("assigned").await;
+    // Suggestions answer what the shopper asked, not their request for a person.
+    assert_eq!(assigned["suggestions"][0]["entry"], "invoice", "{assigned}");
+    let product = &assigned["product"];
+    assert_eq!(
+        (product["sku"].as_str(), product["name"]["zh"].as_str(), product["price"].as_f64()),
+        (Some("NV-X1"), Some("星河 X1 手机"), Some(2999.0)),
+        "{assigned}"
+    );
+    assert_eq!(product["stock"], "in_stock", "{assigned}");
     app.stop().await;
 }
 

@@ -22,6 +22,7 @@ async fn run_script(script: &str, args: &[String]) -> serde_json::Value {
         .arg(scripts.join(script))
         .args(args)
         .env("CHROMIUM", &chromium)
+        .env("SCREENSHOTS", screenshots())
         .kill_on_drop(true)
         .output();
     let output =
@@ -37,16 +38,40 @@ async fn run_script(script: &str, args: &[String]) -> serde_json::Value {
     report
 }
 
+/// Where the browser tests save their screenshots, to be looked at after a run.
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The screenshot `name` the last run saved: a real picture, far bigger than a blank page.
+fn assert_screenshot(name: &str) {
+    let png = std::fs::read(screenshots().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");
+    assert!(png.len() > 10_000, "{name} is {} bytes: blank?", png.len());
+}
+
 #[tokio::test]
 async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
     let dir = tempfile::tempdir().unwrap();
-    let config = test_config(dir.path());
+    let mut config = test_config(dir.path());
+    // Out of hours: the shopper is told to leave a message, until the agent takes the chat.
+    let local_hour =
+        (Millis::now().0 / 60_000 + i64::from(config.agents.utc_offset_minutes)).rem_euclid(1440) / 60;
+    let opens = (local_hour + 2) % 24;
+    config.agents.business_hours = format!("{opens:02}:00-{:02}:00", opens + 1);
     let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
     let token = mibot::admin::add_agent(&config, "shop", "lily", &[], Some(3)).await.unwrap().0;
     let app = spawn_with(config).await;
 
     let report = run_script("e2e.mjs", &[format!("http://{}", app.addr), token]).await;
-    assert_eq!(report["steps"].as_array().unwrap().len(), 7, "{report}");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 10, "{report}");
+    for shot in
+        ["console.png", "console-zh.png", "widget.png", "widget-phone-closed.png", "widget-phone-open.png"]
+    {
+        assert_screenshot(shot);
+    }
     // The shopper's vote and the agent's flag reached the merchant's review list.
     let (_, reviews) = app.merchant("shop", &key).get("/reviews?since=1h").await;
     let sources: Vec<&str> =

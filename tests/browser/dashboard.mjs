@@ -1,10 +1,12 @@
 // The merchant dashboard in headless Chromium: sign in with the store's key, see the measures and
 // charts and a spike alert, message the shoppers of that alert, accept a drafted answer for the
-// unanswered questions, and save a screenshot.
+// unanswered questions, export the conversations as CSV, and save a screenshot. The history is a
+// few minutes old, so the charts have one day of data: they must still read as charts.
 //
 // The agent console shows the same alert to an agent who signs in.
 //
 // Usage: node dashboard.mjs BASE_URL STORE KEY EXPECTED_SESSIONS SCREENSHOT.png AGENT_TOKEN
+import { readFile } from "node:fs/promises";
 import { chromium } from "playwright-core";
 
 const [base, store, key, sessions, shot, agentToken] = process.argv.slice(2);
@@ -29,8 +31,21 @@ try {
   const bars = await page.locator("#volume rect.bar-sessions").evaluateAll((rects) => rects.filter((r) => Number(r.getAttribute("height")) > 0).length);
   if (bars < 1) throw new Error("the volume chart has no bars");
   if ((await page.locator("#reasons rect.bar-reason").count()) < 1) throw new Error("the handoff chart has no bars");
-  if ((await page.locator("#rates polyline.line-resolution").count()) < 1) throw new Error("the resolution-rate line is missing");
+  if ((await page.locator("#rates circle.line-resolution-point").count()) < 1) throw new Error("the resolution rate is not drawn");
+  // One day of data still reads: a scale on the side, dates below, and the day's value written.
+  const rateLabels = await page.locator("#rates text").allTextContents();
+  for (const label of ["0%", "50%", "100%"]) if (!rateLabels.includes(label)) throw new Error(`the rate chart's scale lacks ${label}: ${JSON.stringify(rateLabels)}`);
+  if (!rateLabels.some((t) => /^\d+\/\d+$/.test(t))) throw new Error(`the rate chart has no dates: ${JSON.stringify(rateLabels)}`);
+  if ((await page.locator("#rates text.value").count()) < 1) throw new Error("the rate chart does not say its value");
+  const widths = await page.locator("#volume rect.bar-sessions").evaluateAll((rects) => rects.map((r) => Number(r.getAttribute("width"))));
+  if (Math.max(...widths) > 48) throw new Error(`a volume bar is ${Math.max(...widths)} wide`);
   steps.push("measures and charts shown");
+  // The conversations as a spreadsheet.
+  const [download] = await Promise.all([page.waitForEvent("download", { timeout: WAIT }), page.click("#export")]);
+  if (download.suggestedFilename() !== `${store}-conversations.csv`) throw new Error(`the export is named ${download.suggestedFilename()}`);
+  const csv = (await readFile(await download.path(), "utf8")).replace(/^\uFEFF/, "").split(/\r?\n/).filter(Boolean);
+  if (!csv[0].startsWith("conversation") || csv.length - 1 !== Number(sessions)) throw new Error(`the export has ${csv.length - 1} rows: ${csv[0]}`);
+  steps.push("conversations exported as CSV");
   const alert = page.locator("#alerts tbody tr[data-alert]").first();
   await alert.waitFor({ timeout: WAIT });
   if (!(await alert.textContent()).includes("花呗")) throw new Error(`the alert is about: ${await alert.textContent()}`);
