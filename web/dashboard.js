@@ -68,7 +68,7 @@
       ["clarify", pct(r.clarify_rate), "asked back"],
       ["csat", num(r.human.csat, 2), "CSAT, people (" + r.human.ratings + ")"],
       ["helpful", pct(r.bot_feedback.helpful_rate), "bot answers helpful"],
-      ["response", num(r.human.first_response_seconds) + " s", "first response, people"]
+      ["response", r.human.first_response_seconds == null ? "–" : num(r.human.first_response_seconds) + " s", "first response, people"]
     ].forEach(function (t) {
       var tile = el("div", null, "tile");
       tile.dataset.tile = t[0];
@@ -76,12 +76,6 @@
       tile.appendChild(el("div", t[2], "k"));
       box.appendChild(tile);
     });
-  }
-
-  // A bucket's start as the axis shows it: the day, or the hour.
-  function when(start, many) {
-    var d = new Date(start);
-    return many || range().bucket === "day" ? (d.getMonth() + 1) + "/" + d.getDate() : d.getHours() + ":00";
   }
 
   // Gridlines at quarters of the height, labelled by `label(fraction)`.
@@ -114,7 +108,7 @@
         chart.appendChild(svg("text", { x: x + bw / 2, y: h - pad - hs - 4, "text-anchor": "middle", "class": "value" }, p.resolved + " / " + p.sessions));
       }
       if (series.length <= 31 || i % Math.ceil(series.length / 12) === 0) {
-        chart.appendChild(svg("text", { x: x + bw / 2, y: h - 10, "text-anchor": "middle" }, when(p.start, series.length > 24)));
+        chart.appendChild(svg("text", { x: x + bw / 2, y: h - 10, "text-anchor": "middle" }, p.label));
       }
     });
   }
@@ -130,7 +124,7 @@
     var xAt = function (i) { return series.length === 1 ? w / 2 : pad + i * step; };
     series.forEach(function (p, i) {
       if (series.length <= 31 || i % Math.ceil(series.length / 12) === 0) {
-        chart.appendChild(svg("text", { x: xAt(i), y: h - 12, "text-anchor": "middle" }, when(p.start, series.length > 24)));
+        chart.appendChild(svg("text", { x: xAt(i), y: h - 12, "text-anchor": "middle" }, p.label));
       }
     });
     function line(value, shown, color, cls) {
@@ -146,8 +140,9 @@
       }
       points.forEach(function (q) {
         chart.appendChild(svg("circle", { cx: q[0], cy: q[1], r: points.length > 1 ? 3 : 5, fill: color, "class": cls + "-point" }));
-        // With few points, each says its value.
-        if (points.length <= 12) chart.appendChild(svg("text", { x: q[0] + 8, y: q[1] - 6, fill: color, "class": "value" }, q[2]));
+        // With few points, each says its value (on its left near the right edge).
+        var right = q[0] > w - pad - 60;
+        if (points.length <= 12) chart.appendChild(svg("text", { x: q[0] + (right ? -8 : 8), y: q[1] - 6, fill: color, "class": "value", "text-anchor": right ? "end" : "start" }, q[2]));
       });
     }
     line(function (p) { return p.resolution_rate; }, function (p) { return pct(p.resolution_rate); }, "#ff5000", "line-resolution");
@@ -190,6 +185,16 @@
     });
   }
 
+  // Every handoff reason (domain::HandoffReason) in the merchant's words.
+  var REASONS = {
+    asked_for_human: "Asked for a person",
+    complaint: "Complaint",
+    repeated_fallback: "Bot could not answer",
+    notify_flag: "Needs a person's follow-up",
+    agent_transfer: "Transferred by an agent",
+    reception: "People-first reception"
+  };
+
   function reasons(escalations) {
     var chart = $("reasons");
     chart.textContent = "";
@@ -201,9 +206,9 @@
     var max = Math.max.apply(null, entries.map(function (e) { return e[1]; }));
     entries.forEach(function (e, i) {
       var y = 14 + i * 30;
-      chart.appendChild(svg("text", { x: 4, y: y + 12 }, e[0]));
-      chart.appendChild(svg("rect", { x: 140, y: y, width: 220 * e[1] / max, height: 18, fill: "#0969da", "class": "bar-reason" }));
-      chart.appendChild(svg("text", { x: 146 + 220 * e[1] / max, y: y + 13 }, String(e[1])));
+      chart.appendChild(svg("text", { x: 4, y: y + 12 }, REASONS[e[0]] || e[0]));
+      chart.appendChild(svg("rect", { x: 180, y: y, width: 180 * e[1] / max, height: 18, fill: "#0969da", "class": "bar-reason" }));
+      chart.appendChild(svg("text", { x: 186 + 180 * e[1] / max, y: y + 13 }, String(e[1])));
     });
   }
 
@@ -282,7 +287,7 @@
       li.dataset.entry = e.entry;
       li.appendChild(el("span", e.question || e.entry, "entry-question"));
       li.appendChild(el("span", " · " + e.count, "entry-count"));
-      if (e.question) li.appendChild(el("small", e.entry, "entry-id"));
+      if (e.question) li.appendChild(el("small", " " + e.entry, "entry-id"));
       ol.appendChild(li);
     });
   }

@@ -173,6 +173,9 @@ pub struct EntryCount {
 pub struct Point {
     /// The bucket's start (ms since the epoch).
     pub start: i64,
+    /// The bucket as a chart labels it, in the store's local time: `12/3` for a day, `15:00`
+    /// for an hour.
+    pub label: String,
     /// Sessions started in it.
     pub sessions: u64,
     /// Of those, resolved.
@@ -396,6 +399,7 @@ pub fn report(
         .into_iter()
         .map(|(start, (sessions, resolved, escalations, ratings))| Point {
             start,
+            label: bucket_label(start + offset, bucket),
             sessions,
             resolved,
             resolution_rate: rate(resolved, sessions),
@@ -472,6 +476,16 @@ pub fn parse_since(text: &str, now: Millis) -> Option<Millis> {
         return Some(Millis(now.0 - n.max(0) * per));
     }
     crate::knowledge::pack::parse_instant(text)
+}
+
+/// A bucket's label from its local start (ms since the epoch, shifted to local time).
+fn bucket_label(local: i64, bucket: Bucket) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(local.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    match bucket {
+        Bucket::Day => format!("{}/{}", u8::from(at.month()), at.day()),
+        Bucket::Hour => format!("{:02}:00", at.hour()),
+    }
 }
 
 #[cfg(test)]
@@ -575,6 +589,10 @@ mod tests {
         assert_eq!(r.series.len(), 2);
         assert_eq!((r.series[0].sessions, r.series[0].resolved), (5, 1));
         assert_eq!((r.series[1].sessions, r.series[1].resolved), (1, 1));
+        assert_eq!((r.series[0].label.as_str(), r.series[1].label.as_str()), ("1/1", "1/2"));
+        // Days start at the store's local midnight, and are labelled by their local date.
+        let east = report(&history, Millis(0), Millis(48 * HOUR), Bucket::Day, 480);
+        assert_eq!(east.series[0].label, "1/1", "{:?}", east.series);
         let reviews = reviews(&history);
         assert_eq!(reviews.len(), 1);
         assert_eq!((reviews[0].question.as_str(), reviews[0].answer.as_str()), ("m9", "m10"));
@@ -589,6 +607,7 @@ mod tests {
         assert_eq!(r.resolved, 1);
         assert_eq!(r.series.len(), 24);
         assert_eq!(r.series[4].sessions, 1);
+        assert_eq!((r.series[0].label.as_str(), r.series[23].label.as_str()), ("00:00", "23:00"));
     }
 
     #[test]

@@ -110,7 +110,7 @@ async fn the_dashboard_shows_the_measures_and_accepts_a_draft() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let shot = dir.path().join("dashboard.png");
+    let shot = screenshots().join("dashboard.png");
     let args =
         [format!("http://{}", app.addr), "shop".into(), key, "2".into(), shot.display().to_string(), token];
     run_script("dashboard.mjs", &args).await;
