@@ -95,7 +95,7 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
         .await
         .context("loading the queue")?
         .with_cluster(cluster.clone());
-    let limits = Arc::new(crate::gateway::Limits::new(&config.limits));
+    let limits = Arc::new(crate::gateway::Limits::new(&config.limits, clock.clone(), cluster.clone()));
     Ok(AppState {
         config,
         insights: store.clone() as Arc<dyn Insights>,

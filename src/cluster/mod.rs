@@ -8,6 +8,7 @@
 //! packs again when its link comes back, and a client that reconnects gets the history.
 
 mod leases;
+mod limits;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

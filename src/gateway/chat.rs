@@ -127,11 +127,11 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>, peer: 
         };
         let result = match frame {
             None | Some(Ok(Message::Close(_))) => break None,
-            Some(Ok(Message::Text(text))) => match limit(&state, &mut own_limit, peer, None) {
+            Some(Ok(Message::Text(text))) => match limit(&state, &mut own_limit, peer, None).await {
                 Err(error) => Err(error.into()),
                 Ok(()) => match parse_client_event(&text) {
                     Ok(event @ ClientEvent::Message { .. }) => {
-                        match limit(&state, &mut own_limit, peer, Some(&store_id)) {
+                        match limit(&state, &mut own_limit, peer, Some(&store_id)).await {
                             Ok(()) => session.handle(event).await,
                             Err(error) => Err(error.into()),
                         }
@@ -140,14 +140,16 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>, peer: 
                     Err(error) => Err(error.into()),
                 },
             },
-            Some(Ok(Message::Binary(_))) if limit(&state, &mut own_limit, peer, None).is_err() => {
-                Err(ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down").into())
-            }
-            Some(Ok(Message::Binary(_))) => Err(ProtocolError::new(
-                ErrorCode::BinaryNotSupported,
-                "binary frames are not part of the protocol; send JSON text frames",
-            )
-            .into()),
+            Some(Ok(Message::Binary(_))) => match limit(&state, &mut own_limit, peer, None).await {
+                Err(_) => {
+                    Err(ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down").into())
+                }
+                Ok(()) => Err(ProtocolError::new(
+                    ErrorCode::BinaryNotSupported,
+                    "binary frames are not part of the protocol; send JSON text frames",
+                )
+                .into()),
+            },
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
             Some(Err(error)) => {
                 // Oversized frames and broken framing: the stream cannot be trusted any more.
@@ -189,15 +191,18 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>, peer: 
 
 /// Takes one frame from the connection's and the address's limits, or, with `store`, one
 /// message from the store's; the error says which limit and when to send again.
-fn limit(
+async fn limit(
     state: &AppState,
     own: &mut ConnectionLimit,
     peer: IpAddr,
     store: Option<&StoreId>,
 ) -> Result<(), ProtocolError> {
     let taken = match store {
-        None => own.take().and_then(|()| state.limits.address(peer)),
-        Some(store) => state.limits.store(store),
+        None => match own.take() {
+            Ok(()) => state.limits.address(peer).await,
+            Err(limited) => Err(limited),
+        },
+        Some(store) => state.limits.store(store).await,
     };
     taken.map_err(|limited| {
         ProtocolError::new(ErrorCode::RateLimited, limited.explain())

@@ -5,15 +5,29 @@
 //! Buckets keyed by address or store live in a map that never holds more than
 //! [`MAX_TRACKED`] keys: full buckets (clients quiet long enough to have their whole burst
 //! back) are dropped first, and if that is not enough, new keys share one overflow bucket.
+//!
+//! With other nodes (`cluster.redis_url`), the address's, the store's and the API's budgets are
+//! also shared: after this node's own bucket, a token is taken from the same budget in Redis
+//! (`cluster::limits`), so that a client spread over the nodes gets what one node would give it.
+//! When Redis cannot be reached, each node's own buckets still hold. Buckets run on the
+//! server's [`Clock`], which tests set by hand.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::config::{LimitsConfig, Rate};
-use crate::domain::StoreId;
+use crate::domain::{Clock, Millis, StoreId};
+
+/// How long a frame waits for Redis to take a token from a shared budget.
+const SHARED_WAIT: Duration = Duration::from_millis(250);
+
+/// How long the shared budgets are skipped after Redis failed to answer.
+const SHARED_PAUSE: Duration = Duration::from_secs(5);
 
 /// Most addresses (or stores) tracked at once.
 pub(super) const MAX_TRACKED: usize = 100_000;
@@ -22,23 +36,23 @@ pub(super) const MAX_TRACKED: usize = 100_000;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Bucket {
     tokens: f64,
-    at: Instant,
+    at: Millis,
 }
 
 impl Bucket {
     /// A full bucket for `rate`.
-    pub(super) fn full(rate: Rate, now: Instant) -> Self {
+    pub(super) fn full(rate: Rate, now: Millis) -> Self {
         Self { tokens: rate.burst as f64, at: now }
     }
 
-    fn refill(&mut self, rate: Rate, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+    fn refill(&mut self, rate: Rate, now: Millis) {
+        let elapsed = (now.0 - self.at.0).max(0) as f64 / 1000.0;
         self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst as f64);
         self.at = now;
     }
 
     /// Takes a token, or says how long until one is there.
-    pub(super) fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
+    pub(super) fn take(&mut self, rate: Rate, now: Millis) -> Result<(), Duration> {
         if rate.is_off() {
             return Ok(());
         }
@@ -51,7 +65,7 @@ impl Bucket {
         }
     }
 
-    fn is_full(&self, rate: Rate, now: Instant) -> bool {
+    fn is_full(&self, rate: Rate, now: Millis) -> bool {
         let mut copy = *self;
         copy.refill(rate, now);
         copy.tokens >= rate.burst as f64
@@ -71,30 +85,28 @@ struct Tracked<K> {
     /// Shared by new keys while the map is full of busy ones.
     overflow: Bucket,
     /// When full buckets were last dropped: at most once a second, however many keys arrive.
-    swept: Instant,
+    swept: Millis,
 }
 
 impl<K: Hash + Eq + Clone> Keyed<K> {
     /// Buckets that each allow `rate`.
-    pub(super) fn new(rate: Rate) -> Self {
-        let now = Instant::now();
+    pub(super) fn new(rate: Rate, now: Millis) -> Self {
         let tracked = Tracked { buckets: HashMap::new(), overflow: Bucket::full(rate, now), swept: now };
         Self { rate, inner: Mutex::new(tracked) }
     }
 
     /// Takes a token from `key`'s bucket.
-    pub(super) fn take(&self, key: &K) -> Result<(), Duration> {
+    pub(super) fn take(&self, key: &K, now: Millis) -> Result<(), Duration> {
         if self.rate.is_off() {
             return Ok(());
         }
-        let (now, rate) = (Instant::now(), self.rate);
+        let rate = self.rate;
         let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let tracked = &mut *guard;
         if let Some(bucket) = tracked.buckets.get_mut(key) {
             return bucket.take(rate, now);
         }
-        if tracked.buckets.len() >= MAX_TRACKED && now.duration_since(tracked.swept) >= Duration::from_secs(1)
-        {
+        if tracked.buckets.len() >= MAX_TRACKED && now.0 - tracked.swept.0 >= 1000 {
             tracked.buckets.retain(|_, bucket| !bucket.is_full(rate, now));
             tracked.swept = now;
         }
@@ -172,42 +184,86 @@ impl Limited {
 #[derive(Debug)]
 pub struct Limits {
     config: LimitsConfig,
+    clock: Clock,
     addresses: Keyed<IpAddr>,
     stores: Keyed<StoreId>,
     requests: Keyed<IpAddr>,
+    /// The other nodes, whose budgets are shared through Redis.
+    cluster: Option<Arc<Cluster>>,
+    /// When a failure to reach the shared budgets was last logged (ms): once a minute at most.
+    warned: AtomicI64,
+    /// Until when (ms) the shared budgets are skipped, after Redis failed to answer.
+    paused_until: AtomicI64,
 }
 
 impl Limits {
-    /// The limits `config` sets.
-    pub fn new(config: &LimitsConfig) -> Self {
+    /// The limits `config` sets, on `clock`, shared with the other nodes of `cluster`.
+    pub fn new(config: &LimitsConfig, clock: Clock, cluster: Option<Arc<Cluster>>) -> Self {
+        let now = clock.now();
         Self {
             config: config.clone(),
-            addresses: Keyed::new(config.messages_per_address),
-            stores: Keyed::new(config.messages_per_store),
-            requests: Keyed::new(config.requests_per_address),
+            addresses: Keyed::new(config.messages_per_address, now),
+            stores: Keyed::new(config.messages_per_store, now),
+            requests: Keyed::new(config.requests_per_address, now),
+            clock,
+            cluster,
+            warned: AtomicI64::new(i64::MIN),
+            paused_until: AtomicI64::new(0),
         }
     }
 
     /// A new connection's own bucket.
     pub fn connection(&self) -> ConnectionLimit {
         let rate = self.config.messages_per_connection;
-        ConnectionLimit { rate, bucket: Bucket::full(rate, Instant::now()) }
+        ConnectionLimit { rate, bucket: Bucket::full(rate, self.clock.now()), clock: self.clock.clone() }
     }
 
     /// Takes one frame from `address`'s bucket: every frame counts, so that floods of bad
     /// frames are limited too.
-    pub fn address(&self, address: IpAddr) -> Result<(), Limited> {
-        self.addresses.take(&address_key(address)).map_err(Limited::Address)
+    pub async fn address(&self, address: IpAddr) -> Result<(), Limited> {
+        let key = address_key(address);
+        self.addresses.take(&key, self.clock.now()).map_err(Limited::Address)?;
+        self.shared(&format!("address:{key}"), self.config.messages_per_address)
+            .await
+            .map_err(Limited::Address)
     }
 
     /// Takes one message from `store`'s bucket.
-    pub fn store(&self, store: &StoreId) -> Result<(), Limited> {
-        self.stores.take(store).map_err(Limited::Store)
+    pub async fn store(&self, store: &StoreId) -> Result<(), Limited> {
+        self.stores.take(store, self.clock.now()).map_err(Limited::Store)?;
+        self.shared(&format!("store:{store}"), self.config.messages_per_store).await.map_err(Limited::Store)
     }
 
     /// Takes one HTTP request of the merchant and agent APIs from `address`.
-    pub fn request(&self, address: IpAddr) -> Result<(), Duration> {
-        self.requests.take(&address_key(address))
+    pub async fn request(&self, address: IpAddr) -> Result<(), Duration> {
+        let key = address_key(address);
+        self.requests.take(&key, self.clock.now())?;
+        self.shared(&format!("api:{key}"), self.config.requests_per_address).await
+    }
+
+    /// Takes one token from the budget all nodes share, when there are other nodes. A budget
+    /// Redis does not answer within [`SHARED_WAIT`] is skipped, and so are all of them for
+    /// [`SHARED_PAUSE`] after that: no frame waits on a Redis that is down.
+    async fn shared(&self, name: &str, rate: Rate) -> Result<(), Duration> {
+        let Some(cluster) = &self.cluster else { return Ok(()) };
+        let now = Millis::now().0;
+        if rate.is_off() || now < self.paused_until.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let error = match tokio::time::timeout(SHARED_WAIT, cluster.take_shared(name, rate)).await {
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(wait))) => return Err(wait),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer in {} ms", SHARED_WAIT.as_millis()),
+        };
+        self.paused_until.store(now + SHARED_PAUSE.as_millis() as i64, Ordering::Relaxed);
+        let last = self.warned.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60_000
+            && self.warned.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            tracing::warn!(%error, "the rate limits shared with the other nodes cannot be reached: each node keeps its own");
+        }
+        Ok(())
     }
 }
 
@@ -216,12 +272,13 @@ impl Limits {
 pub struct ConnectionLimit {
     rate: Rate,
     bucket: Bucket,
+    clock: Clock,
 }
 
 impl ConnectionLimit {
     /// Takes one frame.
     pub fn take(&mut self) -> Result<(), Limited> {
-        self.bucket.take(self.rate, Instant::now()).map_err(Limited::Connection)
+        self.bucket.take(self.rate, self.clock.now()).map_err(Limited::Connection)
     }
 }
 
@@ -232,26 +289,27 @@ mod tests {
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {
         let rate = Rate { per_second: 10.0, burst: 3 };
-        let start = Instant::now();
+        let start = Millis(1_000_000);
         let mut bucket = Bucket::full(rate, start);
         for _ in 0..3 {
             assert!(bucket.take(rate, start).is_ok());
         }
         let wait = bucket.take(rate, start).unwrap_err();
         assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
-        assert!(bucket.take(rate, start + Duration::from_millis(100)).is_ok(), "one token back after 100 ms");
-        assert!(bucket.take(rate, start + Duration::from_millis(100)).is_err());
+        assert!(bucket.take(rate, Millis(start.0 + 100)).is_ok(), "one token back after 100 ms");
+        assert!(bucket.take(rate, Millis(start.0 + 100)).is_err());
         assert!(bucket.take(Rate::OFF, start).is_ok(), "an off limit never refuses");
     }
 
     #[test]
     fn keyed_buckets_are_apart_and_bounded() {
-        let keyed = Keyed::new(Rate { per_second: 1.0, burst: 1 });
-        assert!(keyed.take(&1u32).is_ok());
-        assert!(keyed.take(&1u32).is_err(), "key 1 spent its burst");
-        assert!(keyed.take(&2u32).is_ok(), "key 2 has its own");
+        let now = Millis(1_000_000);
+        let keyed = Keyed::new(Rate { per_second: 1.0, burst: 1 }, now);
+        assert!(keyed.take(&1u32, now).is_ok());
+        assert!(keyed.take(&1u32, now).is_err(), "key 1 spent its burst");
+        assert!(keyed.take(&2u32, now).is_ok(), "key 2 has its own");
         for key in 3..(MAX_TRACKED as u32 + 10) {
-            let _ = keyed.take(&key);
+            let _ = keyed.take(&key, now);
         }
         assert!(keyed.tracked() <= MAX_TRACKED, "{}", keyed.tracked());
     }

@@ -64,6 +64,15 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
+impl AppState {
+    /// The same server with "now" from `clock` (tests set time by hand), its rate limits too.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.limits = Arc::new(Limits::new(&self.config.limits, clock.clone(), self.cluster.clone()));
+        self.clock = clock;
+        self
+    }
+}
+
 /// The HTTP router.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -93,7 +102,7 @@ async fn limit_api(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| limits::client_address(c.0.ip(), request.headers(), trusted));
     if let (true, Some(peer)) = (request.uri().path().starts_with("/api/"), peer)
-        && let Err(wait) = state.limits.request(peer)
+        && let Err(wait) = state.limits.request(peer).await
     {
         let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
         let body = serde_json::json!({

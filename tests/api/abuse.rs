@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use mibot::domain::{Clock, Millis};
 use serde_json::Value;
 
-use crate::helpers::{AgentClient, spawn_with, test_config};
+use crate::helpers::{AgentClient, spawn_with, spawn_with_clock, test_config};
 
 fn of_type<'a>(frames: &'a [Value], kind: &str) -> Vec<&'a Value> {
     frames.iter().filter(|f| f["type"] == kind).collect()
@@ -77,6 +78,36 @@ async fn queue_updates_are_gathered_carry_previews_and_hellos_announce_nothing()
     let frames = agent.frames_for(Duration::from_millis(800)).await;
     assert!(of_type(&frames, "queue").is_empty(), "100 hellos announced: {frames:?}");
     drop(waiting);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_refill_on_the_servers_clock() {
+    use mibot::config::Rate;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.limits.messages_per_connection = Rate { per_second: 1.0, burst: 3 };
+    let clock = Clock::manual(Millis::now());
+    let app = spawn_with_clock(config, clock.clone()).await;
+    let mut shopper = app.connect("shop").await;
+    shopper.hello(None).await; // the hello is a frame too: two messages are left
+    shopper.ask("m1", "发票怎么申请").await;
+    shopper.ask("m2", "发票怎么申请").await;
+    shopper.send(serde_json::json!({"type": "message", "id": "m3", "text": "发票怎么申请"})).await;
+    let refused = shopper.recv().await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["retry_after_ms"].as_u64()),
+        (Some("rate_limited"), Some(1000)),
+        "{refused}"
+    );
+    // Time stands still: still refused, and for as long.
+    shopper.send(serde_json::json!({"type": "message", "id": "m3", "text": "发票怎么申请"})).await;
+    assert_eq!(shopper.recv().await["retry_after_ms"], 1000);
+    // A second later, one token is back, and only one.
+    clock.set(Millis(clock.now().0 + 1000));
+    shopper.ask("m3", "发票怎么申请").await;
+    shopper.send(serde_json::json!({"type": "message", "id": "m4", "text": "发票怎么申请"})).await;
+    assert_eq!(shopper.recv().await["code"], "rate_limited");
     app.stop().await;
 }
 

@@ -200,6 +200,41 @@ async fn a_key_and_an_agent_token_made_on_one_node_work_on_the_other() {
     deployment.drop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stores_rate_limit_is_one_budget_across_the_nodes() {
+    let deployment = Deployment::new();
+    let dirs = dirs();
+    let config = deployment.node(dirs[0].path(), "a");
+    mibot::admin::create_store(&config, "shop").await.unwrap();
+    // Four messages for the whole store, then one every 100 s.
+    let limit = [
+        ("MIBOT_LIMITS__MESSAGES_PER_STORE__PER_SECOND", "0.01"),
+        ("MIBOT_LIMITS__MESSAGES_PER_STORE__BURST", "4"),
+    ];
+    let a = deployment.process_with(dirs[0].path(), "a", &limit).await;
+    let b = deployment.process_with(dirs[1].path(), "b", &limit).await;
+    let mut on_a = Client::connect(a.addr, "shop").await;
+    on_a.hello(None).await;
+    let mut on_b = Client::connect(b.addr, "shop").await;
+    on_b.hello(None).await;
+    for (client, ids) in [(&mut on_a, ["a1", "a2"]), (&mut on_b, ["b1", "b2"])] {
+        for id in ids {
+            client.ask(id, "发票怎么申请").await;
+        }
+    }
+    // Each node has taken only two of its own four: the fifth is refused for the store's budget.
+    for (client, id) in [(&mut on_a, "a3"), (&mut on_b, "b3")] {
+        client.send(json!({"type": "message", "id": id, "text": "发票怎么申请"})).await;
+        let refused = client.recv().await;
+        assert_eq!(refused["code"], "rate_limited", "{refused}");
+        assert!(refused["message"].as_str().unwrap().contains("this store"), "{refused}");
+        assert!(refused["retry_after_ms"].as_u64().unwrap() > 1000, "{refused}");
+    }
+    a.stop().await;
+    b.stop().await;
+    deployment.drop().await;
+}
+
 /// A `mibot serve` process of the deployment, on a port of its own.
 struct Process {
     child: tokio::process::Child,
@@ -226,6 +261,11 @@ impl Process {
 
 impl Deployment {
     async fn process(&self, dir: &Path, name: &str) -> Process {
+        self.process_with(dir, name, &[]).await
+    }
+
+    /// A node, with settings of its own given as `MIBOT_…` environment variables.
+    async fn process_with(&self, dir: &Path, name: &str, settings: &[(&str, &str)]) -> Process {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -242,6 +282,7 @@ impl Deployment {
             .env("MIBOT_ENCODER__MODEL_DIR", crate::helpers::model_dir())
             .env("MIBOT_AGENTS__BUSINESS_HOURS", "00:00-24:00")
             .env("RUST_LOG", "warn")
+            .envs(settings.iter().copied())
             .kill_on_drop(true)
             .spawn()
             .expect("mibot serve starts");

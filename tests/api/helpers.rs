@@ -96,8 +96,7 @@ pub(crate) async fn spawn_with_clock(config: Config, clock: Clock) -> TestApp {
 pub(crate) async fn spawn_with_encoder(config: Config, clock: Clock, encoder: EncoderSlot) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut state = mibot::app::build_state_with(config, encoder).await.expect("app builds");
-    state.clock = clock;
+    let state = mibot::app::build_state_with(config, encoder).await.expect("app builds").with_clock(clock);
     let library = Arc::clone(&state.library);
     wait_for_semantic(&library).await;
     let (stop, stopped) = oneshot::channel::<()>();
