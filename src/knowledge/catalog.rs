@@ -1,6 +1,8 @@
 //! The product catalog: recognising which product a question is about and what is asked of it,
 //! and answering from the product's structured fields (attributes, price, stock, promotions).
 
+use std::collections::HashSet;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use super::pack::{AttributeDef, Pack, Product, StockState};
@@ -134,6 +136,8 @@ pub struct Catalog {
     products: Vec<Product>,
     attributes: Vec<AttributeDef>,
     names: Matcher<usize>,
+    /// The phrases in `names` that are a lone product's category ("羽绒服", "running shoes").
+    lone_categories: HashSet<String>,
     asks: Matcher<Asked>,
     /// The attribute that lists a product's colours, if the pack has one.
     colour: Option<usize>,
@@ -189,6 +193,21 @@ fn at_word_boundary(text: &str, start: usize, end: usize) -> bool {
     !before.is_some_and(word) && !next.is_some_and(word)
 }
 
+/// Whether the words just before a category make it the store's whole range: "your", "ur",
+/// "you guys'", "你们(家)(的)", "你家", "贵店", "店里".
+fn of_the_store(before: &str) -> bool {
+    let before = before.trim_end();
+    let before = before.strip_suffix('的').unwrap_or(before).trim_end();
+    let latin = ["your", "ur", "you guys'", "you guys", "yall", "y'all"];
+    let han = ["你们", "你们家", "你家", "贵店", "店里", "你们店", "你们店里"];
+    han.iter().any(|p| before.ends_with(p))
+        || latin.iter().any(|p| {
+            before
+                .strip_suffix(p)
+                .is_some_and(|rest| !rest.chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric()))
+        })
+}
+
 /// Lowercased, width-folded, single-spaced: how questions and phrases are compared.
 pub fn normalize(text: &str) -> String {
     fold_width(text).to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ")
@@ -205,16 +224,22 @@ impl Catalog {
             }
         }
         let mut names = Vec::new();
+        let mut lone_categories = HashSet::new();
         for (i, product) in pack.products.iter().enumerate() {
             let category = product.category.iter().flat_map(|c| c.variants());
-            let category = category.filter(|c| categories.get(&normalize(c)) == Some(&1));
+            let category: Vec<&str> =
+                category.filter(|c| categories.get(&normalize(c)) == Some(&1)).collect();
+            for phrase in &category {
+                lone_categories.insert(normalize(phrase));
+                lone_categories.insert(normalize(phrase).replace(' ', ""));
+            }
             let phrases = product
                 .aliases
                 .iter()
                 .map(String::as_str)
                 .chain(product.name.variants())
                 .chain(std::iter::once(product.sku.as_str()))
-                .chain(category);
+                .chain(category.iter().copied());
             for phrase in phrases {
                 let phrase = normalize(phrase);
                 if phrase.is_empty() {
@@ -253,6 +278,7 @@ impl Catalog {
             products: pack.products.clone(),
             attributes: pack.attributes.clone(),
             names: Matcher::new(names),
+            lone_categories,
             asks: Matcher::new(asks),
             colour,
             sizing,
@@ -269,9 +295,27 @@ impl Catalog {
         self.products.iter().position(|p| p.sku == sku)
     }
 
-    /// The first product named in `text` (longest name wins).
+    /// The first product named in `text` (longest name wins). A lone product's category names
+    /// it ("羽绒服偏大吗"), but not when the words before it make it the store's range ("do your
+    /// shirts run big", "你们家的衬衫偏大吗"): that is a question for the store's own entries.
     pub fn mentioned(&self, text: &str) -> Option<usize> {
-        self.names.find(&normalize(text)).into_iter().next()
+        let text = normalize(text);
+        self.names
+            .spans(&text)
+            .into_iter()
+            .find(|&(start, end, _)| {
+                !(self.lone_categories.contains(&text[start..end]) && of_the_store(&text[..start]))
+            })
+            .map(|(_, _, product)| product)
+    }
+
+    /// Whether `text` names a product only by a lone product's category ("羽绒服" rather than
+    /// "云暖轻羽绒服"): a surer sign of which product than none, a weaker one than its name.
+    pub fn named_by_category_only(&self, text: &str) -> bool {
+        let text = normalize(text);
+        let spans = self.names.spans(&text);
+        !spans.is_empty()
+            && spans.iter().all(|&(start, end, _)| self.lone_categories.contains(&text[start..end]))
     }
 
     /// How much `text` says besides naming products: its Han characters and Latin words outside
@@ -723,5 +767,11 @@ mod tests {
         );
         // "鞋" is in three products' categories: it names none of them.
         assert_eq!(c.mentioned("鞋子偏小吗"), None);
+        // The store's range, not its one product: the store's own entries answer these.
+        assert_eq!(c.mentioned("should i order my usual size or do your shirts run big"), None);
+        assert_eq!(c.mentioned("are ur sneakers eu sizes"), None);
+        assert_eq!(c.mentioned("你们家的羽绒服偏大吗"), None);
+        assert!(c.mentioned("four shirts, do they run big").is_some(), "\"four\" is not \"ur\"");
+        assert!(c.named_by_category_only("羽绒服偏大吗") && !c.named_by_category_only("云暖轻羽绒服偏大吗"));
     }
 }

@@ -118,6 +118,11 @@ pub fn triage(
     let lang = Lang::detect(text);
     let catalog = kb.catalog();
     let named = catalog.mentioned(text);
+    // Named by a lone product's category only ("羽绒服", "white sneakers"): the product's fields
+    // answer what is plainly asked of it (its fit, its price, "白色"), but an English colour word
+    // may only describe ("coffee stains on white sneakers"), and nothing else gets its summary by
+    // default.
+    let by_category = named.is_some() && catalog.named_by_category_only(text);
     let context_product = ctx.product.as_deref().and_then(|sku| catalog.by_sku(sku));
     let product_after = named.or(context_product).map(|i| catalog.products()[i].sku.clone());
     let done =
@@ -137,7 +142,9 @@ pub fn triage(
     }
 
     let asked = catalog.asked(text);
-    if let (Some(p), false) = (named, asked.is_empty()) {
+    let plainly_asked =
+        !by_category || lang == Lang::Zh || asked.iter().any(|a| !matches!(a, Asked::Colour(_)));
+    if let (Some(p), false, true) = (named, asked.is_empty(), plainly_asked) {
         return done(product_answer(kb, p, &asked, lang, now), product_trace(kb, p), true);
     }
 
@@ -239,7 +246,7 @@ pub fn triage(
     if !suggestions.is_empty() {
         return done(Decision::Clarify { text: did_you_mean(lang), suggestions }, trace, false);
     }
-    if let Some(p) = named {
+    if let Some(p) = named.filter(|_| !by_category) {
         return done(product_answer(kb, p, &[], lang, now), product_trace(kb, p), false);
     }
     let trace = Trace { signal: Signal::None, ..trace };
