@@ -13,7 +13,7 @@
   var claiming = new Set(); // chats this agent claimed by hand: no "new chat" notice for them
   var waiting = []; // the queue as last sent
   var langKey = "mibot:console_lang";
-  var texts = window.mibotConsoleText;
+  var texts = window.mibotStaffText;
   // The agent's choice, else the browser's language.
   var lang = localStorage.getItem(langKey) || (/^zh/i.test(navigator.language || "") ? "zh" : "en");
 

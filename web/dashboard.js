@@ -186,14 +186,7 @@
   }
 
   // Every handoff reason (domain::HandoffReason) in the merchant's words.
-  var REASONS = {
-    asked_for_human: "Asked for a person",
-    complaint: "Complaint",
-    repeated_fallback: "Bot could not answer",
-    notify_flag: "Needs a person's follow-up",
-    agent_transfer: "Transferred by an agent",
-    reception: "People-first reception"
-  };
+  var REASONS = window.mibotStaffText.en.reasons;
 
   function reasons(escalations) {
     var chart = $("reasons");

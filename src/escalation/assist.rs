@@ -9,8 +9,8 @@ use crate::knowledge::EntryRef;
 use crate::store::{StoreError, TranscriptItem};
 
 impl Desk {
-    /// Everything an agent needs to take over a chat: the transcript (with the bot's traces)
-    /// and suggested answers to the shopper's latest message.
+    /// Everything an agent needs to take over a chat: the transcript (with the bot's traces),
+    /// suggested answers to the shopper's question, and the product the shopper has in view.
     pub(super) async fn assigned_event(
         &self,
         store: &StoreId,

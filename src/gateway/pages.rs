@@ -17,7 +17,7 @@ use crate::domain::StoreId;
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const CONSOLE_HTML: &str = include_str!("../../web/console.html");
 const CONSOLE_JS: &str = include_str!("../../web/console.js");
-const CONSOLE_TEXT_JS: &str = include_str!("../../web/console-text.js");
+const STAFF_TEXT_JS: &str = include_str!("../../web/staff-text.js");
 const CONSOLE_CSS: &str = include_str!("../../web/console.css");
 const WIDGET_JS: &str = include_str!("../../web/widget.js");
 const CHAT_DEMO_HTML: &str = include_str!("../../web/chat-demo.html");
@@ -31,7 +31,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/", get(|| async { page(STAFF_PAGE, INDEX_HTML.to_owned()) }))
         .route("/console", get(|| async { page(STAFF_PAGE, CONSOLE_HTML.to_owned()) }))
         .route("/console.js", get(|| async { script(CONSOLE_JS) }))
-        .route("/console-text.js", get(|| async { script(CONSOLE_TEXT_JS) }))
+        .route("/staff-text.js", get(|| async { script(STAFF_TEXT_JS) }))
         .route("/console.css", get(|| async { stylesheet(CONSOLE_CSS) }))
         .route("/widget.js", get(|| async { script(WIDGET_JS) }))
         .route("/chat-demo", get(chat_demo))

@@ -1,6 +1,7 @@
-// Every text of the agent console, in Chinese and in English. console.js picks the language
-// (the agent's choice, else the browser's) and shows these with textContent.
-window.mibotConsoleText = {
+// Every text of the agent console, in Chinese and in English, and the handoff reasons the
+// dashboard shows too. console.js picks the language (the agent's choice, else the browser's);
+// both pages show these with textContent.
+window.mibotStaffText = {
   zh: {
     title: "mibot 客服工作台",
     console: "客服工作台",
