@@ -6,7 +6,6 @@ use crate::domain::{ConversationId, Millis};
 use crate::protocol::ServerEvent;
 
 impl Desk {
-    /// Sends every waiting shopper their place and estimated wait, and every agent the queue.
     /// What a waiting shopper is told of their place: `position` counts from 1.
     fn queue_notice(&self, position: usize, online: usize, now: Millis) -> ServerEvent {
         let hours = &self.config.agents;

@@ -223,34 +223,40 @@ impl Limits {
     pub async fn address(&self, address: IpAddr) -> Result<(), Limited> {
         let key = address_key(address);
         self.addresses.take(&key, self.clock.now()).map_err(Limited::Address)?;
-        self.shared(&format!("address:{key}"), self.config.messages_per_address)
-            .await
-            .map_err(Limited::Address)
+        self.shared("address", &key, self.config.messages_per_address).await.map_err(Limited::Address)
     }
 
     /// Takes one message from `store`'s bucket.
     pub async fn store(&self, store: &StoreId) -> Result<(), Limited> {
         self.stores.take(store, self.clock.now()).map_err(Limited::Store)?;
-        self.shared(&format!("store:{store}"), self.config.messages_per_store).await.map_err(Limited::Store)
+        self.shared("store", store, self.config.messages_per_store).await.map_err(Limited::Store)
     }
 
     /// Takes one HTTP request of the merchant and agent APIs from `address`.
     pub async fn request(&self, address: IpAddr) -> Result<(), Duration> {
         let key = address_key(address);
         self.requests.take(&key, self.clock.now())?;
-        self.shared(&format!("api:{key}"), self.config.requests_per_address).await
+        self.shared("api", &key, self.config.requests_per_address).await
     }
 
     /// Takes one token from the budget all nodes share, when there are other nodes. A budget
     /// Redis does not answer within [`SHARED_WAIT`] is skipped, and so are all of them for
     /// [`SHARED_PAUSE`] after that: no frame waits on a Redis that is down.
-    async fn shared(&self, name: &str, rate: Rate) -> Result<(), Duration> {
+    /// The budget's name (`address:203.0.113.7`) is made only then: a single node's frames
+    /// pay nothing for it.
+    async fn shared(
+        &self,
+        kind: &str,
+        key: &(dyn std::fmt::Display + Sync),
+        rate: Rate,
+    ) -> Result<(), Duration> {
         let Some(cluster) = &self.cluster else { return Ok(()) };
         let now = Millis::now().0;
         if rate.is_off() || now < self.paused_until.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let error = match tokio::time::timeout(SHARED_WAIT, cluster.take_shared(name, rate)).await {
+        let name = format!("{kind}:{key}");
+        let error = match tokio::time::timeout(SHARED_WAIT, cluster.take_shared(&name, rate)).await {
             Ok(Ok(None)) => return Ok(()),
             Ok(Ok(Some(wait))) => return Err(wait),
             Ok(Err(error)) => error.to_string(),

@@ -128,6 +128,8 @@ const FIT_WORDS: &[&str] = &[
 pub struct Mention {
     /// Index of the product in the catalog.
     pub product: usize,
+    /// Named only by a lone product's category, not by its name, an alias or its SKU.
+    pub by_category: bool,
 }
 
 /// The catalog of one store, with its matchers.
@@ -229,9 +231,9 @@ impl Catalog {
             let category = product.category.iter().flat_map(|c| c.variants());
             let category: Vec<&str> =
                 category.filter(|c| categories.get(&normalize(c)) == Some(&1)).collect();
-            for phrase in &category {
-                lone_categories.insert(normalize(phrase));
-                lone_categories.insert(normalize(phrase).replace(' ', ""));
+            for phrase in category.iter().map(|c| normalize(c)) {
+                lone_categories.insert(phrase.replace(' ', ""));
+                lone_categories.insert(phrase);
             }
             let phrases = product
                 .aliases
@@ -299,23 +301,22 @@ impl Catalog {
     /// it ("羽绒服偏大吗"), but not when the words before it make it the store's range ("do your
     /// shirts run big", "你们家的衬衫偏大吗"): that is a question for the store's own entries.
     pub fn mentioned(&self, text: &str) -> Option<usize> {
-        let text = normalize(text);
-        self.names
-            .spans(&text)
-            .into_iter()
-            .find(|&(start, end, _)| {
-                !(self.lone_categories.contains(&text[start..end]) && of_the_store(&text[..start]))
-            })
-            .map(|(_, _, product)| product)
+        self.mention(text).map(|m| m.product)
     }
 
-    /// Whether `text` names a product only by a lone product's category ("羽绒服" rather than
-    /// "云暖轻羽绒服"): a surer sign of which product than none, a weaker one than its name.
-    pub fn named_by_category_only(&self, text: &str) -> bool {
+    /// The product `text` names, and whether only by a lone product's category ("羽绒服" rather
+    /// than "云暖轻羽绒服"): a surer sign of which product than none, a weaker one than its name.
+    /// One pass over the names for both.
+    pub fn mention(&self, text: &str) -> Option<Mention> {
         let text = normalize(text);
         let spans = self.names.spans(&text);
-        !spans.is_empty()
-            && spans.iter().all(|&(start, end, _)| self.lone_categories.contains(&text[start..end]))
+        let is_category =
+            |&(start, end, _): &(usize, usize, usize)| self.lone_categories.contains(&text[start..end]);
+        let by_category = spans.iter().all(is_category);
+        spans
+            .iter()
+            .find(|span| !(is_category(span) && of_the_store(&text[..span.0])))
+            .map(|&(_, _, product)| Mention { product, by_category })
     }
 
     /// How much `text` says besides naming products: its Han characters and Latin words outside
@@ -772,6 +773,7 @@ mod tests {
         assert_eq!(c.mentioned("are ur sneakers eu sizes"), None);
         assert_eq!(c.mentioned("你们家的羽绒服偏大吗"), None);
         assert!(c.mentioned("four shirts, do they run big").is_some(), "\"four\" is not \"ur\"");
-        assert!(c.named_by_category_only("羽绒服偏大吗") && !c.named_by_category_only("云暖轻羽绒服偏大吗"));
+        assert!(c.mention("羽绒服偏大吗").is_some_and(|m| m.by_category));
+        assert!(c.mention("云暖轻羽绒服偏大吗").is_some_and(|m| !m.by_category));
     }
 }

@@ -117,12 +117,13 @@ pub fn triage(
     let band = cfg.band(query.is_some());
     let lang = Lang::detect(text);
     let catalog = kb.catalog();
-    let named = catalog.mentioned(text);
+    let mention = catalog.mention(text);
+    let named = mention.map(|m| m.product);
     // Named by a lone product's category only ("羽绒服", "white sneakers"): the product's fields
     // answer what is plainly asked of it (its fit, its price, "白色"), but an English colour word
     // may only describe ("coffee stains on white sneakers"), and nothing else gets its summary by
     // default.
-    let by_category = named.is_some() && catalog.named_by_category_only(text);
+    let by_category = mention.is_some_and(|m| m.by_category);
     let context_product = ctx.product.as_deref().and_then(|sku| catalog.by_sku(sku));
     let product_after = named.or(context_product).map(|i| catalog.products()[i].sku.clone());
     let done =
