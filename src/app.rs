@@ -77,6 +77,7 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
         Arc::clone(&merchants),
     )
     .with_limits(config.content.size_limits())
+    .with_concurrent_builds(config.content.concurrent_builds)
     .with_encoder(encoder, store.clone() as Arc<dyn Embeddings>)
     .with_cluster(cluster.clone());
     let clock = Clock::system();

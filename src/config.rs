@@ -369,6 +369,15 @@ pub struct ContentConfig {
     pub max_question_chars: usize,
     /// Most FAQ entries and products one store's pack may hold.
     pub max_entries: usize,
+    /// Longest one build of a store's pack may take, in seconds; a build past it is stopped
+    /// and the pack refused (the previous version keeps serving).
+    pub max_build_seconds: f64,
+    /// Most memory one build of a store's pack may hold, in MB; a pack that needs more is
+    /// refused.
+    pub max_build_mb: usize,
+    /// How many stores' packs are built at once; others wait their turn, so that builds hold
+    /// at most this many times `max_build_mb`.
+    pub concurrent_builds: usize,
 }
 
 impl ContentConfig {
@@ -378,6 +387,8 @@ impl ContentConfig {
             max_answer_chars: self.max_answer_chars,
             max_question_chars: self.max_question_chars,
             max_entries: self.max_entries,
+            max_build_seconds: self.max_build_seconds,
+            max_build_mb: self.max_build_mb,
         }
     }
 }
@@ -635,6 +646,9 @@ impl Default for ContentConfig {
             max_answer_chars: 5000,
             max_question_chars: 500,
             max_entries: 100_000,
+            max_build_seconds: 120.0,
+            max_build_mb: 2048,
+            concurrent_builds: 2,
         }
     }
 }
@@ -726,6 +740,17 @@ impl Config {
             )));
         }
         self.agents.hours().map_err(ConfigError::Invalid)?;
+        let content = &self.content;
+        if content.max_build_seconds.is_nan()
+            || content.max_build_seconds <= 0.0
+            || content.max_build_mb == 0
+            || content.concurrent_builds == 0
+        {
+            return Err(ConfigError::Invalid(
+                "content.max_build_seconds, content.max_build_mb and content.concurrent_builds must be positive"
+                    .into(),
+            ));
+        }
         let chat = &self.chat;
         if chat.hello_timeout_seconds == 0
             || chat.ping_seconds == 0

@@ -102,10 +102,25 @@ impl Default for ResumeToken {
 #[serde(transparent)]
 pub struct ClientMessageId(pub String);
 
-/// A stored message's id, assigned by the store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+/// A stored message's id, assigned by the store. Clients see it only as an opaque text
+/// ([`crate::ids`]): that is how it is serialized, and the only form it is read back from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MessageId(pub i64);
+
+impl Serialize for MessageId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&crate::ids::encode(crate::ids::Kind::Message, self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        crate::ids::decode(crate::ids::Kind::Message, &text)
+            .map(Self)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a message id")))
+    }
+}
 
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

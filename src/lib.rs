@@ -23,6 +23,7 @@ pub mod encoder;
 pub mod escalation;
 pub mod eval;
 pub mod gateway;
+pub mod ids;
 pub mod insight;
 pub mod intents;
 pub mod knowledge;

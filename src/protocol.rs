@@ -42,8 +42,8 @@ pub enum ClientEvent {
     },
     /// The shopper's vote on a bot answer (the thumbs under it).
     Feedback {
-        /// The bot reply's `message_id`.
-        message_id: MessageId,
+        /// The bot reply's `message_id` (opaque: see [`crate::ids`]).
+        message_id: String,
         /// True for helpful, false for not.
         helpful: bool,
     },

@@ -176,10 +176,18 @@ impl Session {
         }
     }
 
-    async fn feedback(&mut self, message: MessageId, helpful: bool) -> Result<(), SessionError> {
+    async fn feedback(&mut self, message: String, helpful: bool) -> Result<(), SessionError> {
         let Some(conversation) = &self.conversation else {
             return Err(ProtocolError::new(ErrorCode::HelloRequired, "send a hello frame first").into());
         };
+        let not_a_reply = || {
+            SessionError::from(ProtocolError::new(
+                ErrorCode::InvalidFeedback,
+                "only the bot's replies in this conversation can be voted on",
+            ))
+        };
+        let message =
+            crate::ids::decode(crate::ids::Kind::Message, &message).map(MessageId).ok_or_else(not_a_reply)?;
         let vote = NewFeedback {
             conversation: conversation.id,
             message,
@@ -190,11 +198,7 @@ impl Session {
             at: self.clock.now(),
         };
         if !self.insights.add_feedback(vote).await? {
-            return Err(ProtocolError::new(
-                ErrorCode::InvalidFeedback,
-                "only the bot's replies in this conversation can be voted on",
-            )
-            .into());
+            return Err(not_a_reply());
         }
         self.send(ServerEvent::FeedbackNoted { message_id: message }).await
     }

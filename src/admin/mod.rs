@@ -190,7 +190,8 @@ pub async fn import_pack(
         Some(config.storage.data_dir.join("index")),
         Arc::clone(&db) as Arc<dyn crate::store::Merchants>,
     )
-    .with_limits(config.content.size_limits());
+    .with_limits(config.content.size_limits())
+    .with_concurrent_builds(config.content.concurrent_builds);
     bar.set_message(format!(
         "training and indexing {} FAQ entries and {} products",
         imported.pack.faq.len(),

@@ -142,7 +142,7 @@ impl Watch {
             "event": ALERT_EVENT,
             "store": store.as_str(),
             "alert": {
-                "id": alert.id,
+                "id": crate::ids::encode(crate::ids::Kind::Alert, alert.id),
                 "topic": alert.topic,
                 "label": alert.label,
                 "samples": alert.samples,

@@ -51,7 +51,7 @@ pub enum AgentCommand {
         /// The chat.
         conversation_id: ConversationId,
         /// The bot reply (its id in the transcript).
-        message_id: MessageId,
+        message_id: String,
         /// What is wrong with it.
         #[serde(default)]
         note: Option<String>,
@@ -75,8 +75,8 @@ fn yes() -> bool {
 /// A spike alert, as agents see it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertNotice {
-    /// Its id.
-    pub id: i64,
+    /// Its id (opaque: see [`crate::ids`]).
+    pub id: String,
     /// `entry:<id>` or `questions`.
     pub topic: String,
     /// What shoppers are asking about.
@@ -94,7 +94,7 @@ pub struct AlertNotice {
 impl From<&crate::store::AlertRow> for AlertNotice {
     fn from(alert: &crate::store::AlertRow) -> Self {
         Self {
-            id: alert.id,
+            id: crate::ids::encode(crate::ids::Kind::Alert, alert.id),
             topic: alert.topic.clone(),
             label: alert.label.clone(),
             samples: alert.samples.clone(),

@@ -317,7 +317,7 @@ async fn handle(state: &AppState, agent: &AgentAccount, command: AgentCommand) -
                 .map(|()| None)
         }
         AgentCommand::Flag { conversation_id, message_id, note } => {
-            return Some(flag(state, agent, conversation_id, message_id, note.as_deref()).await);
+            return Some(flag(state, agent, conversation_id, &message_id, note.as_deref()).await);
         }
         AgentCommand::Close { conversation_id } => {
             desk.release(agent, conversation_id, ChatStatus::Closed, now).await.map(|()| None)
@@ -337,10 +337,14 @@ async fn flag(
     state: &AppState,
     agent: &AgentAccount,
     conversation: ConversationId,
-    message: crate::domain::MessageId,
+    message: &str,
     note: Option<&str>,
 ) -> AgentEvent {
     let not_found = || error("not_found", "no bot reply with that id in a chat of your store");
+    let Some(message) = crate::ids::decode(crate::ids::Kind::Message, message).map(crate::domain::MessageId)
+    else {
+        return not_found();
+    };
     match state.desk.chat(&agent.store, conversation).await {
         Ok(Some(_)) => {}
         Ok(None) => return not_found(),

@@ -21,7 +21,7 @@ pub const MAX_CLUSTERED: usize = 500;
 /// Unanswered questions that mean the same thing, with a drafted knowledge entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {
-    /// A stable id: `q` and the first question's message id.
+    /// A stable id, made from the first question's message (opaque: see [`crate::ids`]).
     pub id: String,
     /// How many questions.
     pub size: usize,
@@ -132,7 +132,7 @@ pub fn clusters(history: &History, analyzer: &crate::text::Analyzer, embedded: &
                 }
             }
             Cluster {
-                id: format!("q{}", questions[members[0]].0.0),
+                id: crate::ids::encode(crate::ids::Kind::Cluster, questions[members[0]].0.0),
                 size,
                 handed_off_share: share,
                 score: size as f64 * (1.0 + share),

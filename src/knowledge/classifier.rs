@@ -36,6 +36,9 @@ pub enum TrainError {
     /// A classifier needs two classes to tell apart.
     #[error("the training set has only one class; a classifier needs at least two")]
     OneClass,
+    /// `stop` said to stop before every class was trained.
+    #[error("training was stopped")]
+    Stopped,
 }
 
 /// A trained model: the non-zero weights per feature, and a bias per class. Weights are kept
@@ -80,6 +83,7 @@ impl LinearModel {
         n_features: usize,
         n_classes: usize,
         config: TrainConfig,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Self, TrainError> {
         if examples.is_empty() {
             return Err(TrainError::Empty);
@@ -91,12 +95,18 @@ impl LinearModel {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(n_classes);
         // Each class's dense weights live only while it trains; what is kept is sparse.
         let mut per_class: Vec<(Vec<(u32, f32)>, f32)> = vec![(Vec::new(), 0.0); n_classes];
+        let stopped = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             for (worker, chunk) in per_class.chunks_mut(n_classes.div_ceil(threads)).enumerate() {
                 let offset = worker * n_classes.div_ceil(threads);
+                let stopped = &stopped;
                 scope.spawn(move || {
                     let mut w = vec![0.0f32; n_features];
                     for (k, slot) in chunk.iter_mut().enumerate() {
+                        if stopped.load(std::sync::atomic::Ordering::Relaxed) || stop() {
+                            stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
                         w.iter_mut().for_each(|x| *x = 0.0);
                         let bias = train_binary(examples, &mut w, offset + k, config);
                         let kept = w.iter().enumerate().filter(|(_, v)| v.abs() > ZERO);
@@ -105,6 +115,9 @@ impl LinearModel {
                 });
             }
         });
+        if stopped.into_inner() {
+            return Err(TrainError::Stopped);
+        }
         let mut counts = vec![0u32; n_features + 1];
         for (w, _) in &per_class {
             for &(f, _) in w {
@@ -126,6 +139,11 @@ impl LinearModel {
             bias[class] = b;
         }
         Ok(Self { n_classes, starts, weights, bias })
+    }
+
+    /// About the bytes it holds.
+    pub fn bytes(&self) -> usize {
+        self.weights.len() * 8 + self.starts.len() * 4 + self.bias.len() * 4
     }
 
     /// How many weights the model keeps.
@@ -206,7 +224,7 @@ mod tests {
 
     #[test]
     fn learns_a_separable_toy_set() {
-        let model = LinearModel::train(&toy(), 4, 3, TrainConfig::default()).unwrap();
+        let model = LinearModel::train(&toy(), 4, 3, TrainConfig::default(), &|| false).unwrap();
         for (x, class) in toy() {
             assert_eq!(argmax(&model.scores(&x)), class);
         }
@@ -214,18 +232,27 @@ mod tests {
 
     #[test]
     fn is_deterministic_for_a_seed() {
-        let a = LinearModel::train(&toy(), 4, 3, TrainConfig::default()).unwrap();
-        let b = LinearModel::train(&toy(), 4, 3, TrainConfig::default()).unwrap();
+        let a = LinearModel::train(&toy(), 4, 3, TrainConfig::default(), &|| false).unwrap();
+        let b = LinearModel::train(&toy(), 4, 3, TrainConfig::default(), &|| false).unwrap();
         assert_eq!(a.weights, b.weights);
         assert_eq!(a.bias, b.bias);
     }
 
     #[test]
     fn empty_and_one_class_sets_are_clear_errors() {
-        assert_eq!(LinearModel::train(&[], 4, 3, TrainConfig::default()).unwrap_err(), TrainError::Empty);
+        assert_eq!(
+            LinearModel::train(&[], 4, 3, TrainConfig::default(), &|| false).unwrap_err(),
+            TrainError::Empty
+        );
         let one: Vec<(SparseVec, usize)> = vec![(vec![(0, 1.0)], 0), (vec![(1, 1.0)], 0)];
-        let err = LinearModel::train(&one, 4, 1, TrainConfig::default()).unwrap_err();
+        let err = LinearModel::train(&one, 4, 1, TrainConfig::default(), &|| false).unwrap_err();
         assert_eq!(err, TrainError::OneClass);
         assert!(err.to_string().contains("at least two"));
+    }
+
+    #[test]
+    fn training_stops_when_told() {
+        let err = LinearModel::train(&toy(), 4, 3, TrainConfig::default(), &|| true).unwrap_err();
+        assert_eq!(err, TrainError::Stopped);
     }
 }

@@ -123,6 +123,11 @@ impl Vocabulary {
         self.idf.len()
     }
 
+    /// About the bytes it holds (a map entry is a key, an id and the table's spare room).
+    pub fn bytes(&self) -> usize {
+        self.ids.capacity() * 16 + self.idf.len() * 4
+    }
+
     /// True when nothing was learned.
     pub fn is_empty(&self) -> bool {
         self.idf.is_empty()

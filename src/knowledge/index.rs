@@ -141,6 +141,9 @@ impl SearchIndex {
     }
 }
 
+/// The bytes the index writer may buffer before it writes a segment.
+pub(super) const WRITER_ARENA: usize = 50_000_000;
+
 fn write_docs<'a>(
     index: &Index,
     analyzer: &Analyzer,
@@ -149,7 +152,7 @@ fn write_docs<'a>(
 ) -> tantivy::Result<()> {
     index.tokenizers().register(TOKENIZER_NAME, analyzer.tantivy_analyzer());
     let key = index.schema().get_field("key")?;
-    let mut writer = index.writer_with_num_threads(1, 50_000_000)?;
+    let mut writer = index.writer_with_num_threads(1, WRITER_ARENA)?;
     for (doc_kind, doc_key, body) in docs {
         let mut doc = TantivyDocument::default();
         doc.add_text(doc_kind.field(fields), body);

@@ -11,6 +11,7 @@
 //! probability that the entry is the right answer and fixed thresholds mean the same for every
 //! store.
 
+mod budget;
 pub mod catalog;
 pub mod classifier;
 pub mod features;
@@ -24,12 +25,13 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+pub use budget::{BuildBudget, OverBudget};
 pub use catalog::Catalog;
 use index::{DocKind, SearchIndex};
 pub use pack::{FaqEntry, Pack, PackError};
 pub use semantic::{Semantic, SemanticTexts};
 
-use classifier::{LinearModel, TrainConfig};
+use classifier::{LinearModel, TrainConfig, TrainError};
 use features::{Vocabulary, raw_features};
 
 use crate::config::{Fusion, Signals};
@@ -105,6 +107,13 @@ struct Understanding {
     model: LinearModel,
 }
 
+impl Understanding {
+    /// About the bytes it holds.
+    fn bytes(&self) -> usize {
+        self.vocabulary.bytes() + self.model.bytes()
+    }
+}
+
 /// Knowledge could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum KnowledgeError {
@@ -117,6 +126,9 @@ pub enum KnowledgeError {
     /// The index directory could not be prepared.
     #[error("search index directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The build ran out of its time or memory budget.
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
 }
 
 /// One store's knowledge, immutable once built.
@@ -143,6 +155,8 @@ pub struct KnowledgeBase {
     unknown_idf: f32,
     index: SearchIndex,
     analyzer: Analyzer,
+    /// The most its build held, by the budget's count.
+    build_bytes: usize,
 }
 
 impl KnowledgeBase {
@@ -159,13 +173,26 @@ impl KnowledgeBase {
         Self::build(store, pack, intents, analyzer, index_root)
     }
 
-    /// Builds a store's knowledge from a validated pack.
+    /// Builds a store's knowledge from a validated pack, without limits on the build.
     pub fn build(
         store: StoreId,
         pack: Pack,
         intents: Arc<IntentSet>,
         analyzer: &Analyzer,
         index_root: Option<&Path>,
+    ) -> Result<Self, KnowledgeError> {
+        Self::build_within(store, pack, intents, analyzer, index_root, &BuildBudget::unlimited())
+    }
+
+    /// Builds a store's knowledge from a validated pack, stopping with
+    /// [`KnowledgeError::OverBudget`] when the build runs out of `budget`.
+    pub fn build_within(
+        store: StoreId,
+        pack: Pack,
+        intents: Arc<IntentSet>,
+        analyzer: &Analyzer,
+        index_root: Option<&Path>,
+        budget: &BuildBudget,
     ) -> Result<Self, KnowledgeError> {
         pack.validate()?;
         let mut texts: Vec<(EntryRef, String)> = Vec::new();
@@ -197,6 +224,15 @@ impl KnowledgeBase {
                 df[id as usize] += 1;
             }
         }
+        // What the questions hold now: their texts, their terms and the vocabulary.
+        let mut held = pack_bytes(&pack)
+            + texts.iter().map(|(_, t)| t.len() + TEXT_OVERHEAD).sum::<usize>()
+            + analyzed
+                .iter()
+                .map(|t| t.iter().map(|w| w.len() + TEXT_OVERHEAD).sum::<usize>())
+                .sum::<usize>()
+            + vocab.keys().map(|w| w.len() + TEXT_OVERHEAD + MAP_OVERHEAD).sum::<usize>();
+        budget.check("reading the questions", held)?;
         let n = analyzed.len().max(1) as f32;
         let idf: Vec<f32> = df.iter().map(|&d| (1.0 + n / d as f32).ln()).collect();
         let unknown_idf = (1.0 + n).ln();
@@ -228,7 +264,15 @@ impl KnowledgeBase {
                 classes.len() - 1
             });
         }
-        let understanding = train(analyzer, &variants, &class_of, classes.len());
+        held += variants.iter().map(|v| v.terms.len() * 8).sum::<usize>();
+        let (understanding, training) = train(analyzer, &variants, &class_of, classes.len(), budget, held)?;
+        held += understanding.as_ref().map_or(0, Understanding::bytes);
+        // The index writer's arena, which grows with the documents up to its bound.
+        let documents = variants.iter().map(|v| v.text.len()).sum::<usize>()
+            + product_texts.iter().map(String::len).sum::<usize>();
+        held += index::WRITER_ARENA.min(4 * documents + (1 << 20));
+        budget.check("indexing the questions", held)?;
+        let build_bytes = held.max(training);
 
         let index_dir =
             index_root.map(|root| root.join(store.as_str()).join(fingerprint(&variants, &product_texts)));
@@ -239,7 +283,10 @@ impl KnowledgeBase {
             variants.iter().enumerate().map(|(i, v)| (DocKind::Question, i as u64, v.text.as_str())).chain(
                 product_texts.iter().enumerate().map(|(i, t)| (DocKind::Product, i as u64, t.as_str())),
             );
+        // The index stops taking documents when the time is up, and the build stops after it.
+        let docs = docs.enumerate().take_while(|(i, _)| i % 1024 != 0 || !budget.expired()).map(|(_, d)| d);
         let index = SearchIndex::open_or_build(index_dir.as_deref(), analyzer, docs)?;
+        budget.check_time("indexing the questions")?;
         let catalog = Catalog::new(&pack);
         Ok(Self {
             store,
@@ -258,6 +305,7 @@ impl KnowledgeBase {
             unknown_idf,
             index,
             analyzer: analyzer.clone(),
+            build_bytes,
         })
     }
 
@@ -434,6 +482,16 @@ impl KnowledgeBase {
         (best.0.max(0.0), best.1)
     }
 
+    /// The most memory its build held, in bytes, as the build budget counts it.
+    pub fn build_bytes(&self) -> usize {
+        self.build_bytes
+    }
+
+    /// How many entries the classifiers tell apart.
+    pub fn class_count(&self) -> usize {
+        self.classes.len()
+    }
+
     /// The texts the encoder embeds for this knowledge: every question variant (in order), the
     /// FAQ answers (extra examples for the head) and the products' names.
     pub fn semantic_texts(&self) -> SemanticTexts {
@@ -587,27 +645,74 @@ impl KnowledgeBase {
 
 /// Trains the classifier on every variant, one class per entry; `None` when there are fewer
 /// than two entries to tell apart.
+/// Trains the lexical classifier within `budget` (the build holds `held` bytes already); none
+/// for a store of one entry, or of more than [`MAX_CLASSIFIER_CLASSES`].
 fn train(
     analyzer: &Analyzer,
     variants: &[Variant],
     class_of: &HashMap<EntryRef, usize>,
     classes: usize,
-) -> Option<Understanding> {
+    budget: &BuildBudget,
+    held: usize,
+) -> Result<(Option<Understanding>, usize), OverBudget> {
+    if classes > MAX_CLASSIFIER_CLASSES {
+        // One-vs-rest training grows with classes × examples: past this many entries the
+        // store is understood by retrieval and the encoder's signals.
+        tracing::info!(classes, "too many entries for the lexical classifier: retrieval and meaning only");
+        return Ok((None, held));
+    }
     let raw: Vec<Vec<u64>> = variants.iter().map(|v| raw_features(analyzer, &v.text)).collect();
+    let raw_bytes = raw.iter().map(|r| r.len() * 8 + VEC_OVERHEAD).sum::<usize>();
+    budget.check("finding the questions' features", held + raw_bytes)?;
     let vocabulary = Vocabulary::fit(&raw);
     let examples: Vec<_> = variants
         .iter()
         .zip(&raw)
         .filter_map(|(v, r)| Some((vocabulary.vectorize(r), *class_of.get(&v.entry)?)))
         .collect();
-    if classes > MAX_CLASSIFIER_CLASSES {
-        // One-vs-rest training grows with classes × examples: past this many entries the
-        // store is understood by retrieval and the encoder's signals.
-        tracing::info!(classes, "too many entries for the lexical classifier: retrieval and meaning only");
-        return None;
-    }
-    let model = LinearModel::train(&examples, vocabulary.len(), classes, TrainConfig::default()).ok()?;
-    Some(Understanding { vocabulary, model })
+    // While it trains: the features, the examples' vectors, and each thread's dense weights.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(classes.max(1));
+    let training = held
+        + raw_bytes
+        + vocabulary.bytes()
+        + examples.iter().map(|(x, _)| x.len() * 8 + VEC_OVERHEAD).sum::<usize>()
+        + threads * vocabulary.len() * 4;
+    budget.check("training the classifier", training)?;
+    drop(raw);
+    let model =
+        match LinearModel::train(&examples, vocabulary.len(), classes, TrainConfig::default(), &|| {
+            budget.expired()
+        }) {
+            Ok(model) => model,
+            Err(TrainError::Stopped) => {
+                return Err(budget.check_time("training the classifier").unwrap_err());
+            }
+            Err(_) => return Ok((None, training)),
+        };
+    Ok((Some(Understanding { vocabulary, model }), training))
+}
+
+/// About what a `String` or a `Vec` costs beside its contents (its header and the allocator's
+/// rounding).
+const TEXT_OVERHEAD: usize = 32;
+const VEC_OVERHEAD: usize = 32;
+/// About what one entry of a `HashMap` costs beside its key.
+const MAP_OVERHEAD: usize = 16;
+
+/// About what the pack itself holds: its entries' texts.
+fn pack_bytes(pack: &Pack) -> usize {
+    let faq: usize = pack
+        .faq
+        .iter()
+        .map(|f| {
+            let questions: usize = f.question.variants().iter().map(|q| q.len() + TEXT_OVERHEAD).sum();
+            let similar: usize = f.similar.iter().map(|q| q.len() + TEXT_OVERHEAD).sum();
+            let answers: usize =
+                f.all_answers().flat_map(|a| a.variants()).map(|a| a.len() + TEXT_OVERHEAD).sum();
+            questions + similar + answers + 256
+        })
+        .sum();
+    faq + pack.products.iter().map(|p| catalog::index_text(p).len() * 2 + 512).sum::<usize>()
 }
 
 /// How alike in meaning two unrelated messages are, about: the baseline of the nearest
@@ -737,6 +842,34 @@ mod tests {
             // Punctuation and query operators carry no meaning: nothing is answered from them.
             assert!(hits.first().is_none_or(|h| h.score < answer), "{nasty:?}: {hits:?}");
         }
+    }
+
+    fn demo_build(budget: &BuildBudget) -> Result<KnowledgeBase, KnowledgeError> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let intents = Arc::new(IntentSet::load_dir(&root.join("intents")).unwrap());
+        let pack = Pack::load_dir(&root.join("knowledge").join("demo")).unwrap();
+        KnowledgeBase::build_within(
+            StoreId::parse("demo").unwrap(),
+            pack,
+            intents,
+            &Analyzer::new(),
+            None,
+            budget,
+        )
+    }
+
+    #[test]
+    fn a_build_stops_when_its_time_is_up() {
+        let error = demo_build(&BuildBudget::new(1e-9, 2048)).unwrap_err();
+        let KnowledgeError::OverBudget(OverBudget::Time { stage, .. }) = error else { panic!("{error}") };
+        assert_eq!(stage, "reading the questions");
+    }
+
+    #[test]
+    fn a_build_over_its_memory_is_refused_and_the_demo_fits_in_a_little() {
+        let error = demo_build(&BuildBudget::new(60.0, 1)).unwrap_err();
+        assert!(matches!(error, KnowledgeError::OverBudget(OverBudget::Memory { max_mb: 1, .. })), "{error}");
+        assert!(demo_build(&BuildBudget::new(60.0, 16)).is_ok());
     }
 
     #[test]

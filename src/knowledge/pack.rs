@@ -241,8 +241,9 @@ impl PackError {
     }
 }
 
-/// How large a pack's texts may be (`[content]` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How large a pack's texts may be, and what building it may spend (`[content]` in the
+/// configuration).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SizeLimits {
     /// Longest answer, in characters (each language apart).
     pub max_answer_chars: usize,
@@ -250,11 +251,28 @@ pub struct SizeLimits {
     pub max_question_chars: usize,
     /// Most FAQ entries and products together.
     pub max_entries: usize,
+    /// Longest a build may take, in seconds.
+    pub max_build_seconds: f64,
+    /// Most memory a build may hold, in MB.
+    pub max_build_mb: usize,
 }
 
 impl Default for SizeLimits {
     fn default() -> Self {
-        Self { max_answer_chars: 5000, max_question_chars: 500, max_entries: 100_000 }
+        Self {
+            max_answer_chars: 5000,
+            max_question_chars: 500,
+            max_entries: 100_000,
+            max_build_seconds: 120.0,
+            max_build_mb: 2048,
+        }
+    }
+}
+
+impl SizeLimits {
+    /// A build's budget under these limits, starting now.
+    pub fn budget(&self) -> super::BuildBudget {
+        super::BuildBudget::new(self.max_build_seconds, self.max_build_mb)
     }
 }
 

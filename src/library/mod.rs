@@ -59,6 +59,9 @@ pub enum PublishError {
     /// Building the index failed.
     #[error("building the knowledge base failed: {0}")]
     Build(String),
+    /// The build ran out of its time or memory budget.
+    #[error(transparent)]
+    OverBudget(#[from] crate::knowledge::OverBudget),
 }
 
 /// Every store's live knowledge.
@@ -76,8 +79,13 @@ pub struct Library {
     changing: std::sync::Mutex<HashMap<StoreId, Arc<tokio::sync::Mutex<()>>>>,
     /// The sentence encoder, once it is running.
     encoder: EncoderSlot,
-    /// How large a pack's texts may be.
+    /// How large a pack's texts may be, and what its build may spend.
     limits: SizeLimits,
+    /// Builds running at once, across stores.
+    builds: Arc<tokio::sync::Semaphore>,
+    /// The version of each store that failed to build here, not tried again until another
+    /// version is active.
+    failed: std::sync::Mutex<HashMap<StoreId, Option<u32>>>,
     /// The other nodes, told when a store's pack changes here.
     cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Where pack texts' vectors are kept.
@@ -127,6 +135,8 @@ impl Library {
             embeddings: None,
             embedded: Arc::default(),
             limits: SizeLimits::default(),
+            builds: Arc::new(tokio::sync::Semaphore::new(2)),
+            failed: std::sync::Mutex::default(),
             cluster: None,
         }
     }
@@ -147,6 +157,12 @@ impl Library {
     /// The library with these pack size limits (the defaults otherwise).
     pub fn with_limits(mut self, limits: SizeLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The library building at most `builds` stores' packs at once (2 otherwise).
+    pub fn with_concurrent_builds(mut self, builds: usize) -> Self {
+        self.builds = Arc::new(tokio::sync::Semaphore::new(builds.max(1)));
         self
     }
 
@@ -239,11 +255,19 @@ impl Library {
     /// Gives `knowledge` its semantic index once the encoder is ready, without holding anyone up.
     fn embed_in_background(&self, knowledge: Arc<KnowledgeBase>) {
         let Some(stored) = self.embeddings.clone() else { return };
-        let (slot, embedded) = (self.encoder.clone(), Arc::clone(&self.embedded));
+        let (slot, embedded, limits) = (self.encoder.clone(), Arc::clone(&self.embedded), self.limits);
         tokio::spawn(async move {
             let Availability::Ready(encoder) = slot.settled().await else { return };
             let store = knowledge.store().clone();
-            match embedding::embed_knowledge(knowledge, &encoder, Some(stored.as_ref()), Millis::now()).await
+            let budget = limits.budget();
+            match embedding::embed_knowledge(
+                knowledge,
+                &encoder,
+                Some(stored.as_ref()),
+                Millis::now(),
+                &budget,
+            )
+            .await
             {
                 Ok(done) => {
                     tracing::info!(
@@ -314,7 +338,8 @@ impl Library {
             // A publish may have gone live while this waited: what is active now decides.
             let active: HashMap<StoreId, u32> = self.merchants.active_versions().await?.into_iter().collect();
             let want = active.get(&store).copied();
-            if self.shelf(&store).is_some_and(|s| s.version == want) {
+            if self.shelf(&store).is_some_and(|s| s.version == want) || self.failed_here(&store) == Some(want)
+            {
                 continue;
             }
             let pack = match want {
@@ -333,14 +358,34 @@ impl Library {
             match self.build(&store, pack).await {
                 Ok(knowledge) => {
                     tracing::info!(store = %store, version = ?want, faq = knowledge.faq().len(), products = knowledge.catalog().products().len(), "knowledge loaded");
+                    self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&store);
                     self.put(store, Shelf { knowledge, version: want });
                 }
                 Err(error) => {
-                    tracing::error!(store = %store, version = ?want, %error, "a pack version failed to build")
+                    tracing::error!(store = %store, version = ?want, %error, "a pack version failed to build; it is not tried again until another version is activated");
+                    self.failed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(store.clone(), want);
+                    if self.shelf(&store).is_none() {
+                        // Nothing served yet (a start-up): the store still chats, on its intents
+                        // alone, and hands over what they do not answer.
+                        match self.build(&store, Pack::default()).await {
+                            Ok(knowledge) => self.put(store, Shelf { knowledge, version: None }),
+                            Err(error) => {
+                                tracing::error!(store = %store, %error, "the store's intents failed to build")
+                            }
+                        }
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// The version of `store` that last failed to build here, if the last build failed.
+    fn failed_here(&self, store: &StoreId) -> Option<Option<u32>> {
+        self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(store).copied()
     }
 
     /// Validates and builds `pack`, stores it as the store's next version and makes it active.
@@ -429,25 +474,39 @@ impl Library {
         Ok((Some(meta), pack))
     }
 
-    /// Builds knowledge on a blocking thread: training and indexing are CPU work.
+    /// Builds knowledge on a blocking thread (training and indexing are CPU work), within the
+    /// build budget, when one of the build slots is free.
     async fn build(&self, store: &StoreId, pack: Pack) -> Result<Arc<KnowledgeBase>, PublishError> {
         let (store, intents, analyzer, root) =
             (store.clone(), Arc::clone(&self.intents), self.analyzer.clone(), self.index_root.clone());
-        let intents_dir = self.intents_dir.clone();
+        let (intents_dir, limits) = (self.intents_dir.clone(), self.limits);
+        let _slot = self.builds.acquire().await.map_err(|e| PublishError::Build(e.to_string()))?;
         let built = tokio::task::spawn_blocking(move || {
+            let budget = limits.budget();
             let own = match &intents_dir {
                 Some(dir) => IntentSet::load_for_store(dir, store.as_str())
                     .map_err(|e| PublishError::Build(format!("the store's intents: {e}")))?,
                 None => None,
             };
             let intents = own.map(Arc::new).unwrap_or(intents);
-            Ok::<_, PublishError>(KnowledgeBase::build(store, pack, intents, &analyzer, root.as_deref()))
+            Ok::<_, PublishError>(KnowledgeBase::build_within(
+                store,
+                pack,
+                intents,
+                &analyzer,
+                root.as_deref(),
+                &budget,
+            ))
         })
         .await
         .map_err(|e| PublishError::Build(e.to_string()))??;
         match built {
-            Ok(knowledge) => Ok(Arc::new(knowledge)),
+            Ok(knowledge) => {
+                tracing::debug!(store = %knowledge.store(), held_mb = knowledge.build_bytes() >> 20, "built within its budget");
+                Ok(Arc::new(knowledge))
+            }
             Err(KnowledgeError::Pack(problems)) => Err(PublishError::Pack(problems)),
+            Err(KnowledgeError::OverBudget(over)) => Err(PublishError::OverBudget(over)),
             Err(other) => Err(PublishError::Build(other.to_string())),
         }
     }

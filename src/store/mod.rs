@@ -266,6 +266,10 @@ pub trait Merchants: Send + Sync + std::fmt::Debug + 'static {
     /// Issues (or replaces) that secret.
     async fn set_identity_secret(&self, store: &StoreId, secret: &str) -> Result<(), StoreError>;
 
+    /// The deployment's key for opaque ids: `proposed` if none was kept yet (it is kept now),
+    /// else the kept one.
+    async fn id_key(&self, proposed: &str) -> Result<String, StoreError>;
+
     async fn stores(&self) -> Result<Vec<StoreId>, StoreError>;
 
     /// Adds a key (by its digest) to a store, revoking the store's other keys if asked.
@@ -695,12 +699,18 @@ impl<T: Store + Merchants + Agents + Insights + Embeddings> Database for T {}
 /// Opens the database `[storage]` names: PostgreSQL for a `postgres://` URL, otherwise SQLite in
 /// the data directory (or in the directory of a `sqlite://` URL).
 pub async fn open(config: &crate::config::StorageConfig) -> Result<Arc<dyn Database>, StoreError> {
-    match config.backend() {
+    let db: Arc<dyn Database> = match config.backend() {
         crate::config::Backend::Postgres(url) => {
-            Ok(Arc::new(postgres::PostgresStore::open(url, config.schema.as_deref()).await?))
+            Arc::new(postgres::PostgresStore::open(url, config.schema.as_deref()).await?)
         }
         crate::config::Backend::Sqlite(dir) => {
-            Ok(Arc::new(sqlite::SqliteStore::open_with(&dir, config.max_wal_mb * 1024 * 1024).await?))
+            Arc::new(sqlite::SqliteStore::open_with(&dir, config.max_wal_mb * 1024 * 1024).await?)
         }
-    }
+    };
+    // Ids on the wire are encrypted under the database's key, so that every node and every
+    // restart agrees on them (a new database is given the key this process already uses).
+    let proposed = crate::ids::installed_key().unwrap_or_else(crate::ids::new_key);
+    let key = db.id_key(&proposed).await?;
+    crate::ids::install(&key).map_err(|e| StoreError::Settings(e.to_string()))?;
+    Ok(db)
 }

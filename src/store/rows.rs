@@ -269,7 +269,11 @@ pub(crate) fn alert(row: &impl Cells) -> Result<AlertRow, StoreError> {
         topic: row.text("topic")?,
         label: row.text("label")?,
         samples: serde_json::from_str(&samples).map_err(|_| corrupt("alert samples", &samples))?,
-        messages: serde_json::from_str(&messages).map_err(|_| corrupt("alert messages", &messages))?,
+        messages: serde_json::from_str::<Vec<i64>>(&messages)
+            .map_err(|_| corrupt("alert messages", &messages))?
+            .into_iter()
+            .map(MessageId)
+            .collect(),
         count: u64::try_from(row.int("count")?).unwrap_or(0),
         expected: row.float("expected")?,
         started_at: at(row, "started_at")?,
@@ -283,6 +287,11 @@ pub(crate) fn alert(row: &impl Cells) -> Result<AlertRow, StoreError> {
 /// A value as JSON text, for a text column.
 pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
+}
+
+/// Message ids as stored: a JSON array of their row numbers (not their opaque wire form).
+pub(crate) fn message_ids_text(ids: &[MessageId]) -> String {
+    json_text(&ids.iter().map(|id| id.0).collect::<Vec<i64>>())
 }
 
 /// A vector as stored: little-endian `f32`s.

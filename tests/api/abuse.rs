@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use mibot::domain::{Clock, Millis};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{AgentClient, spawn_with, spawn_with_clock, test_config};
 
@@ -536,6 +536,47 @@ async fn a_pack_over_the_entry_cap_is_refused_and_a_large_junk_pack_builds_in_bo
 }
 
 #[tokio::test]
+async fn a_pack_over_the_build_budget_is_refused_and_cannot_take_down_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut small = test_config(dir.path());
+    small.content.max_build_mb = 6;
+    let key = mibot::admin::create_store(&small, "shop").await.unwrap().0;
+    // 3,500 entries of four questions each (more than the classifier is trained on, so that
+    // the build is quick even unoptimised): their texts, terms and index are over 6 MB.
+    let mut pack = String::from("question,similar,answer\n");
+    for i in 0..3500 {
+        pack.push_str(&format!(
+            "第{i}款外套怎么洗,第{i}款外套能机洗吗|how do I wash coat {i}|can coat {i} go in the washer,\
+             第{i}款外套请手洗，水温不超过30度，不可漂白，平铺晾干，不要暴晒，熨烫时用低温并垫布。\n"
+        ));
+    }
+    let app = spawn_with(small.clone()).await;
+    let shop = app.merchant("shop", &key);
+    let (status, body) = shop.upload("?format=csv", pack.clone()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "pack_too_large", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("content.max_build_mb") && message.contains("previous version"), "{message}");
+    assert_eq!(app.ask_once("shop", "保修多久").await["kind"], "answer", "the previous pack serves");
+    app.stop().await;
+
+    // Under the default budget it builds and goes live.
+    let app = spawn_with(test_config(dir.path())).await;
+    let (status, body) = app.merchant("shop", &key).upload("?format=csv", pack).await;
+    assert_eq!(status, 201, "{body}");
+    app.stop().await;
+
+    // Restarted under the small budget, the active pack no longer builds: the server still
+    // starts, the other store answers, and this one chats on its intents and hands over.
+    let app = spawn_with(small).await;
+    assert_eq!(app.ask_once("other", "退货运费谁出").await["kind"], "answer");
+    let mut shopper = app.connect("shop").await;
+    shopper.hello(None).await;
+    assert_eq!(shopper.ask("h1", "转人工").await["kind"], "handoff");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn one_stores_large_pack_does_not_hold_up_another_stores_upload() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path());
@@ -621,5 +662,38 @@ async fn a_console_that_has_gone_silent_is_signed_out() {
     // One that stops reading answers nothing, and is signed out.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(!online().await, "a silent console is signed out");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ids_on_the_wire_are_opaque_and_outlive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path());
+    let app = spawn_with(config.clone()).await;
+    let mut shopper = app.connect("shop").await;
+    let token = shopper.hello(None).await["resume_token"].as_str().unwrap().to_owned();
+    let first = shopper.ask("a", "发票怎么申请").await;
+    let second = shopper.ask("b", "退货运费谁出").await;
+    let (a, b) = (first["message_id"].as_str().unwrap(), second["message_id"].as_str().unwrap());
+    // Two replies in a row: no number, no order, nothing in common to count the platform by.
+    for id in [a, b] {
+        assert_eq!(id.len(), 22, "{id}");
+        assert!(!id.chars().all(|c| c.is_ascii_digit()), "{id}");
+    }
+    assert_ne!(a, b);
+    assert!(a.bytes().zip(b.bytes()).filter(|(x, y)| x == y).count() < 8, "{a} {b}");
+    // A made-up id, or a row number, is not a reply to vote on.
+    shopper.send(json!({"type": "feedback", "message_id": "AAAAAAAAAAAAAAAAAAAAAA", "helpful": true})).await;
+    assert_eq!(shopper.recv_type("error").await["code"], "invalid_feedback");
+    shopper.send(json!({"type": "feedback", "message_id": 2, "helpful": true})).await;
+    assert_eq!(shopper.recv_type("error").await["code"], "invalid_frame");
+    app.stop().await;
+
+    // The key the ids are made under is kept: after a restart the same ids still mean the same.
+    let app = spawn_with(config).await;
+    let mut back = app.connect("shop").await;
+    back.hello(Some(&token)).await;
+    back.send(json!({"type": "feedback", "message_id": first["message_id"], "helpful": true})).await;
+    assert_eq!(back.recv_type("feedback_noted").await["message_id"], first["message_id"]);
     app.stop().await;
 }

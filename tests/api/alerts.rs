@@ -139,7 +139,8 @@ async fn a_burst_raises_one_alert_and_one_signed_webhook_call_and_a_steady_rate_
     assert_eq!(payload["store"], "shop");
     assert_eq!(payload["alert"]["id"], alert["id"]);
     assert_eq!(payload["alert"]["count"], 6);
-    let alert_id = alert["id"].as_i64().unwrap();
+    let alert_id = alert["id"].as_str().unwrap().to_owned();
+    assert!(alert_id.parse::<i64>().is_err(), "the alert id is opaque: {alert_id}");
     alerts_until(&shop, |a| a[0]["webhook"] == "delivered").await;
 
     // The burst goes on a while: the same episode, no second alert and no second call.

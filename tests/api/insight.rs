@@ -45,7 +45,10 @@ async fn votes_flags_and_chats_become_exact_measures_for_their_store_only() {
     let mut s2 = shopper(&app, None).await;
     let r2 = s2.ask("a", "退货运费谁出").await;
     vote(&mut s2, &r2, false).await;
-    s2.send(json!({"type": "feedback", "message_id": 999_999, "helpful": true})).await;
+    s2.send(json!({"type": "feedback", "message_id": "AAAAAAAAAAAAAAAAAAAAAA", "helpful": true})).await;
+    assert_eq!(s2.recv_type("error").await["code"], "invalid_feedback");
+    // Another conversation's reply is not this shopper's to vote on.
+    s2.send(json!({"type": "feedback", "message_id": r1["message_id"], "helpful": false})).await;
     assert_eq!(s2.recv_type("error").await["code"], "invalid_feedback");
     // 3: handed to ann, answered, closed and rated 4.
     let (mut ann, _) = AgentClient::login(app.addr, &token, true).await;

@@ -301,7 +301,7 @@ pub(super) async fn message_cluster(
 /// An alert as the merchant sees it: without its list of message ids.
 fn alert_json(alert: &crate::store::AlertRow) -> Value {
     json!({
-        "id": alert.id,
+        "id": crate::ids::encode(crate::ids::Kind::Alert, alert.id),
         "topic": alert.topic,
         "label": alert.label,
         "samples": alert.samples,
@@ -320,7 +320,7 @@ fn alert_json(alert: &crate::store::AlertRow) -> Value {
 async fn find_alert(state: &AppState, store: &StoreId, id: &str) -> ApiResult<crate::store::AlertRow> {
     let unknown =
         || ApiError::new(StatusCode::NOT_FOUND, "unknown_alert", format!("no alert {id:?} in this store"));
-    let id: i64 = id.parse().map_err(|_| unknown())?;
+    let id = crate::ids::decode(crate::ids::Kind::Alert, id).ok_or_else(unknown)?;
     state.insights.alert(store, id).await?.ok_or_else(unknown)
 }
 

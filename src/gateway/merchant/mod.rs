@@ -135,6 +135,11 @@ impl From<PublishError> for ApiError {
                 format!("the store has no pack version {v}"),
             ),
             PublishError::Store(e) => e.into(),
+            PublishError::OverBudget(over) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "pack_too_large",
+                format!("{over}; the previous version is still served"),
+            ),
             PublishError::Build(e) => {
                 tracing::error!(error = %e, "merchant API: building a pack failed");
                 Self::new(

@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::PostgresStore;
 use crate::domain::{ConversationId, MessageId, Millis, StoreId};
-use crate::store::rows::{self, ALERT_COLUMNS, CONVERSATION_ROW_COLUMNS, json_text};
+use crate::store::rows::{self, ALERT_COLUMNS, CONVERSATION_ROW_COLUMNS, json_text, message_ids_text};
 use crate::store::{AlertRow, History, Insights, NewFeedback, StoreError, Webhook};
 
 /// A query of alerts with the columns an [`AlertRow`] is read from, and then `rest`.
@@ -135,7 +135,7 @@ impl Insights for PostgresStore {
         .bind(&alert.topic)
         .bind(&alert.label)
         .bind(json_text(&alert.samples))
-        .bind(json_text(&alert.messages))
+        .bind(message_ids_text(&alert.messages))
         .bind(i64::try_from(alert.count).unwrap_or(i64::MAX))
         .bind(alert.expected)
         .bind(alert.started_at.0)
@@ -156,7 +156,7 @@ impl Insights for PostgresStore {
             "UPDATE alerts SET count = GREATEST(count, $1), messages = $2, last_seen_at = $3 WHERE id = $4",
         )
         .bind(i64::try_from(count).unwrap_or(i64::MAX))
-        .bind(json_text(&messages))
+        .bind(message_ids_text(messages))
         .bind(at.0)
         .bind(id)
         .execute(&self.pool)

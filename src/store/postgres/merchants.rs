@@ -39,6 +39,16 @@ impl Merchants for PostgresStore {
         Ok(())
     }
 
+    async fn id_key(&self, proposed: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ('id_key', $1) ON CONFLICT (name) DO NOTHING")
+            .bind(proposed)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = 'id_key'")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn stores(&self) -> Result<Vec<StoreId>, StoreError> {
         let found = sqlx::query("SELECT id FROM stores ORDER BY id").fetch_all(&self.pool).await?;
         found.iter().map(|row| rows::store_of(row, "id")).collect()

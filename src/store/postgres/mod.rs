@@ -36,11 +36,10 @@ fn migrator() -> Migrator {
     let migration = |version, name, sql: &'static str| {
         Migration::new(version, Cow::Borrowed(name), MigrationType::Simple, sql.into_sql_str(), false)
     };
-    Migrator::with_migrations(vec![migration(
-        1,
-        "schema",
-        include_str!("../../../migrations/postgres/0001_schema.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        migration(1, "schema", include_str!("../../../migrations/postgres/0001_schema.sql")),
+        migration(2, "settings", include_str!("../../../migrations/postgres/0002_settings.sql")),
+    ])
 }
 
 impl PostgresStore {

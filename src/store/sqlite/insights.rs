@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::SqliteStore;
 use crate::domain::{ConversationId, MessageId, Millis, StoreId};
-use crate::store::rows::{self, ALERT_COLUMNS, CONVERSATION_ROW_COLUMNS, json_text};
+use crate::store::rows::{self, ALERT_COLUMNS, CONVERSATION_ROW_COLUMNS, json_text, message_ids_text};
 use crate::store::{AlertRow, History, Insights, NewFeedback, StoreError, Webhook};
 
 /// A query of alerts with the columns an [`AlertRow`] is read from, and then `rest`.
@@ -138,7 +138,7 @@ impl Insights for SqliteStore {
         .bind(&alert.topic)
         .bind(&alert.label)
         .bind(json_text(&alert.samples))
-        .bind(json_text(&alert.messages))
+        .bind(message_ids_text(&alert.messages))
         .bind(i64::try_from(alert.count).unwrap_or(i64::MAX))
         .bind(alert.expected)
         .bind(alert.started_at.0)
@@ -157,7 +157,7 @@ impl Insights for SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE alerts SET count = MAX(count, ?), messages = ?, last_seen_at = ? WHERE id = ?")
             .bind(i64::try_from(count).unwrap_or(i64::MAX))
-            .bind(json_text(&messages))
+            .bind(message_ids_text(messages))
             .bind(at.0)
             .bind(id)
             .execute(&self.pool)
@@ -225,7 +225,7 @@ impl Insights for SqliteStore {
              WHERE m.id IN (SELECT value FROM json_each(?)) AND c.store = ? AND c.status != 'closed'
              ORDER BY c.id",
         )
-        .bind(json_text(&messages))
+        .bind(message_ids_text(messages))
         .bind(store.as_str())
         .fetch_all(&self.pool)
         .await?;

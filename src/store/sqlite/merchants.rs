@@ -41,6 +41,16 @@ impl Merchants for SqliteStore {
         Ok(())
     }
 
+    async fn id_key(&self, proposed: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ('id_key', ?) ON CONFLICT (name) DO NOTHING")
+            .bind(proposed)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = 'id_key'")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn stores(&self) -> Result<Vec<StoreId>, StoreError> {
         let ids: Vec<String> =
             sqlx::query_scalar("SELECT id FROM stores ORDER BY id").fetch_all(&self.pool).await?;

@@ -63,6 +63,7 @@ fn migrator() -> Migrator {
         migration(7, "status_index", include_str!("../../../migrations/sqlite/0007_status_index.sql")),
         migration(8, "embeddings", include_str!("../../../migrations/sqlite/0008_embeddings.sql")),
         migration(9, "identity", include_str!("../../../migrations/sqlite/0009_identity.sql")),
+        migration(10, "settings", include_str!("../../../migrations/sqlite/0010_settings.sql")),
     ])
 }
 
