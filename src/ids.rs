@@ -58,10 +58,12 @@ pub fn new_key() -> String {
     hex(&digest[..16])
 }
 
-/// The key this process uses, as hex, if one was installed: a second database opened by the
-/// same process (a test's, a command's) is given it rather than a new one.
-pub fn installed_key() -> Option<String> {
-    CODEC.get().map(|c| hex(&c.key))
+/// The key a database this process opens is given when it has none yet: the one installed, or
+/// else one new key for the whole process, so that databases opened at once (a test binary's)
+/// are all given the same.
+pub fn proposed_key() -> String {
+    static PROPOSED: OnceLock<String> = OnceLock::new();
+    CODEC.get().map_or_else(|| PROPOSED.get_or_init(new_key).clone(), |c| hex(&c.key))
 }
 
 /// Sets the process's id key (hex, from the database). Installing the same key again is fine.

@@ -709,8 +709,7 @@ pub async fn open(config: &crate::config::StorageConfig) -> Result<Arc<dyn Datab
     };
     // Ids on the wire are encrypted under the database's key, so that every node and every
     // restart agrees on them (a new database is given the key this process already uses).
-    let proposed = crate::ids::installed_key().unwrap_or_else(crate::ids::new_key);
-    let key = db.id_key(&proposed).await?;
+    let key = db.id_key(&crate::ids::proposed_key()).await?;
     crate::ids::install(&key).map_err(|e| StoreError::Settings(e.to_string()))?;
     Ok(db)
 }
