@@ -482,9 +482,9 @@ impl KnowledgeBase {
         (best.0.max(0.0), best.1)
     }
 
-    /// The most memory its build held, in bytes, as the build budget counts it.
+    /// About the most memory its build held, in bytes, as the build budget estimates it.
     pub fn build_bytes(&self) -> usize {
-        self.build_bytes
+        budget::estimate(self.build_bytes)
     }
 
     /// How many entries the classifiers tell apart.

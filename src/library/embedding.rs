@@ -60,13 +60,13 @@ pub async fn embed_knowledge(
     let started = Instant::now();
     let texts = kb.semantic_texts();
     let all = texts.all();
-    // Only the memory budget applies here: the pack already serves on its lexical signals, and
+    // Only the memory budget applies here (the vectors are counted exactly): the pack already serves on its lexical signals, and
     // encoding waits behind shoppers' messages for as long as they keep the encoder busy. Each
     // text's vector is held twice while the index is put together (as read, and in the index),
     // and the head's weights with the optimiser's two moments per class.
     let width = encoder.dimensions() * 4;
     let classes = kb.class_count().min(crate::knowledge::semantic::MAX_HEAD_CLASSES);
-    budget.check("holding the texts' vectors", all.len() * (2 * width + 64) + 3 * classes * width)?;
+    budget.check_exact("holding the texts' vectors", all.len() * (2 * width + 64) + 3 * classes * width)?;
     let (unique, slot) = distinct(&all);
     let digests: Vec<Digest> = unique.iter().map(|t| digest(t)).collect();
     let mut vectors: Vec<Option<Vec<f32>>> = match stored {
