@@ -57,7 +57,7 @@ const MB: usize = 1 << 20;
 const UNCOUNTED: usize = 3;
 
 /// About the memory a build that counts `bytes` takes.
-pub fn estimate(bytes: usize) -> usize {
+pub(super) fn estimate(bytes: usize) -> usize {
     bytes.saturating_mul(UNCOUNTED)
 }
 
