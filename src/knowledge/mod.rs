@@ -225,7 +225,8 @@ impl KnowledgeBase {
             }
         }
         // What the questions hold now: their texts, their terms and the vocabulary.
-        let mut held = pack_bytes(&pack)
+        let mut held = faq_bytes(&pack)
+            + product_texts.iter().map(|t| 2 * t.len() + PRODUCT_OVERHEAD).sum::<usize>()
             + texts.iter().map(|(_, t)| t.len() + TEXT_OVERHEAD).sum::<usize>()
             + analyzed
                 .iter()
@@ -643,9 +644,7 @@ impl KnowledgeBase {
     }
 }
 
-/// Trains the classifier on every variant, one class per entry; `None` when there are fewer
-/// than two entries to tell apart.
-/// Trains the lexical classifier within `budget` (the build holds `held` bytes already); none
+/// Trains the lexical classifier, one class per entry, within `budget` (the build holds `held` bytes already); none
 /// for a store of one entry, or of more than [`MAX_CLASSIFIER_CLASSES`].
 fn train(
     analyzer: &Analyzer,
@@ -684,8 +683,10 @@ fn train(
             budget.expired()
         }) {
             Ok(model) => model,
+            // Training stops only once the deadline has passed: the check says so.
             Err(TrainError::Stopped) => {
-                return Err(budget.check_time("training the classifier").unwrap_err());
+                budget.check_time("training the classifier")?;
+                return Ok((None, training));
             }
             Err(_) => return Ok((None, training)),
         };
@@ -699,10 +700,12 @@ const VEC_OVERHEAD: usize = 32;
 /// About what one entry of a `HashMap` costs beside its key.
 const MAP_OVERHEAD: usize = 16;
 
-/// About what the pack itself holds: its entries' texts.
-fn pack_bytes(pack: &Pack) -> usize {
-    let faq: usize = pack
-        .faq
+/// About what a product holds beside its texts (its fields, prices, stock).
+const PRODUCT_OVERHEAD: usize = 512;
+
+/// About what the pack's FAQ entries hold: their texts.
+fn faq_bytes(pack: &Pack) -> usize {
+    pack.faq
         .iter()
         .map(|f| {
             let questions: usize = f.question.variants().iter().map(|q| q.len() + TEXT_OVERHEAD).sum();
@@ -711,8 +714,7 @@ fn pack_bytes(pack: &Pack) -> usize {
                 f.all_answers().flat_map(|a| a.variants()).map(|a| a.len() + TEXT_OVERHEAD).sum();
             questions + similar + answers + 256
         })
-        .sum();
-    faq + pack.products.iter().map(|p| catalog::index_text(p).len() * 2 + 512).sum::<usize>()
+        .sum()
 }
 
 /// How alike in meaning two unrelated messages are, about: the baseline of the nearest
