@@ -97,7 +97,10 @@ pub async fn build_state_with(config: Config, encoder: EncoderSlot) -> anyhow::R
         .context("loading the queue")?
         .with_cluster(cluster.clone());
     let limits = Arc::new(crate::gateway::Limits::new(&config.limits, clock.clone(), cluster.clone()));
+    let actions = crate::actions::Actions::new(&config.actions, Arc::clone(&merchants))
+        .context("setting up calls to the stores' endpoints")?;
     Ok(AppState {
+        actions: Arc::new(actions),
         config,
         insights: store.clone() as Arc<dyn Insights>,
         agents: store.clone() as Arc<dyn Agents>,

@@ -34,6 +34,8 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Spike alerts: a topic asked about far more often than usual.
     pub alerts: AlertsConfig,
+    /// Calls to the stores' own endpoints for tasks (order lookups and the like).
+    pub actions: ActionsConfig,
     /// Rate limits on shoppers' messages and API requests.
     pub limits: LimitsConfig,
     /// Several nodes working together through Redis.
@@ -213,6 +215,42 @@ impl AgentsConfig {
         let local_minutes = (at / 60_000 + i64::from(self.utc_offset_minutes)).rem_euclid(24 * 60);
         let minute = u32::try_from(local_minutes).unwrap_or(0);
         (start..end).contains(&minute)
+    }
+}
+
+/// How the bot calls stores' endpoints for tasks (`PUT /api/v1/stores/{store}/actions/{name}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsConfig {
+    /// How long the bot waits for an endpoint set without a timeout of its own, in milliseconds.
+    pub timeout_ms: u64,
+    /// The longest timeout an endpoint may be given, in milliseconds.
+    pub max_timeout_ms: u64,
+    /// Failed calls in one conversation after which it is handed to a person.
+    pub failures_before_handoff: u32,
+    /// Calls in flight at once, over every store; a call over it fails at once (busy).
+    pub max_in_flight: usize,
+    /// The largest response body read, in bytes; a larger one is a failed call.
+    pub max_response_bytes: usize,
+    /// Let endpoints be on this machine or a private network (for development and tests). Off,
+    /// an endpoint's URL (and every address its name resolves to) must be public.
+    pub private_targets: bool,
+    /// The demo store's tasks are answered from a built-in book of made-up orders while it has
+    /// no endpoint of its own for them.
+    pub demo_orders: bool,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 3000,
+            max_timeout_ms: 10_000,
+            failures_before_handoff: 2,
+            max_in_flight: 64,
+            max_response_bytes: 64 * 1024,
+            private_targets: false,
+            demo_orders: true,
+        }
     }
 }
 
@@ -427,6 +465,9 @@ pub struct TriageConfig {
     pub max_suggestions: usize,
     /// Fallbacks in a row after which the conversation goes to a person.
     pub fallbacks_before_handoff: u32,
+    /// How many times in a row the bot asks for a task's missing slot (an order number) before
+    /// it lets the task go.
+    pub max_slot_asks: u32,
     /// How the lexical and semantic signals combine into one confidence.
     pub fusion: Fusion,
     /// The thresholds and fusion used when a message is decided on lexical signals alone: the
@@ -675,6 +716,7 @@ impl Default for TriageConfig {
             min_margin: 0.1,
             max_suggestions: 3,
             fallbacks_before_handoff: 2,
+            max_slot_asks: 2,
             fusion: Fusion::default(),
             lexical: LexicalBand::default(),
         }
@@ -740,6 +782,19 @@ impl Config {
             )));
         }
         self.agents.hours().map_err(ConfigError::Invalid)?;
+        let actions = &self.actions;
+        if actions.timeout_ms == 0
+            || actions.max_timeout_ms < actions.timeout_ms
+            || actions.failures_before_handoff == 0
+            || actions.max_in_flight == 0
+            || actions.max_response_bytes == 0
+        {
+            return Err(ConfigError::Invalid(
+                "actions: timeout_ms, failures_before_handoff, max_in_flight and max_response_bytes must be \
+                 positive, and max_timeout_ms at least timeout_ms"
+                    .into(),
+            ));
+        }
         let content = &self.content;
         if content.max_build_seconds.is_nan()
             || content.max_build_seconds <= 0.0

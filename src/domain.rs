@@ -168,6 +168,8 @@ pub enum HandoffReason {
     AgentTransfer,
     /// The store's reception mode sends shoppers to people first (`human_first`, `assist_only`).
     Reception,
+    /// The store's own endpoint for a task (an order lookup…) failed twice in the conversation.
+    ActionFailed,
 }
 
 impl HandoffReason {
@@ -177,7 +179,7 @@ impl HandoffReason {
             HandoffReason::Complaint => 40,
             HandoffReason::AgentTransfer => 30,
             HandoffReason::AskedForHuman | HandoffReason::Reception => 20,
-            HandoffReason::RepeatedFallback => 15,
+            HandoffReason::RepeatedFallback | HandoffReason::ActionFailed => 15,
             HandoffReason::NotifyFlag => 10,
         }
     }
@@ -213,7 +215,54 @@ str_enum!(HandoffReason {
     NotifyFlag => "notify_flag",
     AgentTransfer => "agent_transfer",
     Reception => "reception",
+    ActionFailed => "action_failed",
 });
+
+/// Where a conversation stands with the bot's tasks (order lookups and the like): the one it is
+/// asking slots for, and how many times the store's endpoints failed in it. Kept with the
+/// conversation, so that the next message (on any node, after any restart) goes on from here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskState {
+    /// A task waiting for slots the shopper was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingTask>,
+    /// Calls to the store's endpoints that failed in this conversation.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A task the bot asked the shopper to complete.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTask {
+    /// The intent whose task it is.
+    pub intent: String,
+    /// The slots found so far.
+    #[serde(default)]
+    pub slots: std::collections::BTreeMap<String, String>,
+    /// How many times the shopper has been asked.
+    pub asked: u32,
+}
+
+impl TaskState {
+    /// Whether there is nothing to keep.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_none() && self.failures == 0
+    }
+
+    /// The stored form: `None` when empty.
+    pub fn to_stored(&self) -> Option<String> {
+        (!self.is_empty()).then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// From the stored form; a value this version cannot read is taken as empty.
+    pub fn from_stored(raw: Option<&str>) -> Self {
+        raw.and_then(|raw| serde_json::from_str(raw).ok()).unwrap_or_default()
+    }
+}
 
 /// The two languages mibot speaks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

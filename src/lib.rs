@@ -12,6 +12,7 @@
 //! labelled data through the same triage, and [`bench`] measures throughput and latency under load.
 //! Beside the path, [`insight`] measures how the bot does and [`alerts`] watches for spikes.
 
+pub mod actions;
 pub mod admin;
 pub mod alerts;
 pub mod app;

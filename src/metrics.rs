@@ -36,6 +36,13 @@ struct SemanticLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    store: String,
+    task: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReplyLabels {
     store: String,
     kind: String,
@@ -57,6 +64,7 @@ pub struct Metrics {
     relay_notes: Family<RelayLabel, Gauge>,
     relay_lag: Family<NodeLabel, Gauge>,
     leases: Family<LeaseLabel, Gauge>,
+    tasks: Family<TaskLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -119,7 +127,14 @@ impl Default for Metrics {
             "1 for each job lease this node holds (alerts, sweep)",
             leases.clone(),
         );
+        let tasks = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "task_calls",
+            "Calls to the stores' endpoints for tasks, by outcome (answered, failed)",
+            tasks.clone(),
+        );
         Self {
+            tasks,
             cluster_node,
             relay_notes,
             relay_lag,
@@ -152,6 +167,14 @@ impl Metrics {
     /// A decision was made with (or without) the encoder, as `use` says.
     pub fn semantic(&self, semantic: &str) {
         self.semantic.get_or_create(&SemanticLabel { semantic: semantic.to_owned() }).inc();
+    }
+
+    /// A call to a store's endpoint for `task` answered, or failed.
+    pub fn task(&self, store: &str, task: &str, answered: bool) {
+        let outcome = if answered { "answered" } else { "failed" };
+        let labels =
+            TaskLabels { store: store.to_owned(), task: task.to_owned(), outcome: outcome.to_owned() };
+        self.tasks.get_or_create(&labels).inc();
     }
 
     /// Whether the encoder is running.

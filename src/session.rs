@@ -10,8 +10,13 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use std::collections::BTreeMap;
+
+use crate::actions::Actions;
 use crate::config::{Config, Reception};
-use crate::domain::{ChatStatus, ClientMessageId, Clock, HandoffReason, MessageId, ResumeToken, StoreId};
+use crate::domain::{
+    ChatStatus, ClientMessageId, Clock, HandoffReason, Lang, MessageId, ResumeToken, StoreId, TaskState,
+};
 use crate::encoder::Embedded;
 use crate::escalation::Desk;
 use crate::knowledge::KnowledgeBase;
@@ -19,7 +24,7 @@ use crate::library::Library;
 use crate::metrics::Metrics;
 use crate::protocol::{ClientEvent, ErrorCode, HistoryItem, ProtocolError, ReplyKind, ServerEvent};
 use crate::store::{Appended, BotTurn, Conversation, Insights, NewFeedback, Store, StoreError};
-use crate::triage::{ChatContext, Decision, SemanticUse, Triaged, triage};
+use crate::triage::{ChatContext, Decision, SemanticUse, TaskCall, Triaged, triage};
 
 /// Why a session could not go on with an event.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,7 @@ pub struct Session {
     clock: Clock,
     metrics: Arc<Metrics>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    actions: Arc<Actions>,
     conversation: Option<Conversation>,
     out: mpsc::Sender<ServerEvent>,
 }
@@ -83,6 +89,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// The other nodes, when there are any.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Calls to the stores' endpoints for tasks.
+    pub actions: Arc<Actions>,
 }
 
 impl Session {
@@ -129,7 +137,7 @@ impl Session {
 
     /// A session with a shopper of `store_id`, sending its events to `out`.
     pub fn new(store_id: StoreId, services: Services, out: mpsc::Sender<ServerEvent>) -> Self {
-        let Services { library, desk, store, insights, config, clock, metrics, cluster } = services;
+        let Services { library, desk, store, insights, config, clock, metrics, cluster, actions } = services;
         Self {
             store_id,
             library,
@@ -140,6 +148,7 @@ impl Session {
             clock,
             metrics,
             cluster,
+            actions,
             conversation: None,
             out,
         }
@@ -364,7 +373,28 @@ impl Session {
         // The common case: the bot answers. It decides first, then the message and its reply
         // are stored in one transaction (one commit, not two), then the ack and the reply go out.
         if conversation.status == ChatStatus::Bot && !self.to_people().await {
-            let turn = self.compose(&conversation, text).await?;
+            let deciding = std::time::Instant::now();
+            let triaged = self.decide(&conversation, text.to_owned()).await?;
+            let decided = deciding.elapsed().as_secs_f64();
+            if matches!(triaged.decision, Decision::Act { .. }) {
+                // The store's endpoint may take its whole timeout: the message is stored and
+                // acknowledged first, and the reply stored on its own once the call is over.
+                let appended =
+                    self.store.append_shopper_message(conversation.id, &id, text, self.clock.now()).await?;
+                self.acknowledge(&id, &appended).await?;
+                if appended.duplicate {
+                    return Ok(());
+                }
+                if appended.status != ChatStatus::Bot {
+                    return self.after_stored(id, &conversation, text, appended).await;
+                }
+                let mut turn = self.turn(&conversation, triaged, decided).await?;
+                turn.stored.in_reply_to = appended.id;
+                let message_id =
+                    self.store.record_bot_turn(&turn.stored).await.map_err(SessionError::Reply)?;
+                return self.reply(id, &conversation, text, turn, message_id).await;
+            }
+            let turn = self.turn(&conversation, triaged, decided).await?;
             let (appended, reply) = self
                 .store
                 .append_shopper_message_with_reply(&id, text, self.clock.now(), &turn.stored)
@@ -461,6 +491,36 @@ impl Session {
         let deciding = std::time::Instant::now();
         let triaged = self.decide(conversation, text.to_owned()).await?;
         let decided = deciding.elapsed().as_secs_f64();
+        self.turn(conversation, triaged, decided).await
+    }
+
+    /// The bot's turn for a decision, and the state it leaves; a task is done with the store's
+    /// endpoint first.
+    async fn turn(
+        &self,
+        conversation: &Conversation,
+        triaged: Triaged,
+        decided: f64,
+    ) -> Result<Turn, SessionError> {
+        let mut triaged = triaged;
+        let mut task = TaskState { pending: triaged.pending.clone(), failures: conversation.task.failures };
+        let mut action_failed = false;
+        if let Decision::Act { intent, slots, lang } = &triaged.decision {
+            let (text, call, failed) =
+                self.act(conversation, triaged.product.as_deref(), intent, slots, *lang).await?;
+            triaged.trace.task = call;
+            triaged.decision = if failed && self.actions.failed(&mut task) {
+                let handing = match lang {
+                    Lang::Zh => "正在为您转接人工客服，请稍候。",
+                    Lang::En => "I'm connecting you with a person; please hold on.",
+                };
+                Decision::Escalate { reason: HandoffReason::ActionFailed, text: format!("{text}\n{handing}") }
+            } else {
+                action_failed = failed;
+                let source = crate::protocol::AnswerSource::Intent;
+                Decision::Answer { source, text, suggestions: Vec::new(), notify: false }
+            };
+        }
         let (kind, source, reply, suggestions, handoff) = match triaged.decision {
             Decision::Answer { source, text, suggestions, notify } => {
                 let handoff = notify.then_some(HandoffReason::NotifyFlag);
@@ -469,17 +529,24 @@ impl Session {
             Decision::Clarify { text, suggestions } => (ReplyKind::Clarify, None, text, suggestions, None),
             Decision::Fallback { text } => (ReplyKind::Fallback, None, text, Vec::new(), None),
             Decision::Escalate { reason, text } => (ReplyKind::Handoff, None, text, Vec::new(), Some(reason)),
+            Decision::Act { .. } => unreachable!("a task is done above"),
         };
+        // A failed task reads as a fallback to the shopper and is counted as its own cause.
+        let kind = if action_failed { ReplyKind::Fallback } else { kind };
         let consecutive_fallbacks = match kind {
             ReplyKind::Fallback => conversation.consecutive_fallbacks + 1,
             ReplyKind::Clarify => conversation.consecutive_fallbacks,
             ReplyKind::Answer | ReplyKind::Handoff => 0,
         };
         let status = if handoff.is_some() { ChatStatus::WaitingForAgent } else { ChatStatus::Bot };
+        if handoff.is_some() {
+            task.pending = None;
+        }
         let changes_state = status != conversation.status
             || handoff.is_some()
             || consecutive_fallbacks != conversation.consecutive_fallbacks
-            || triaged.product != conversation.product;
+            || triaged.product != conversation.product
+            || task != conversation.task;
         let stored = BotTurn {
             conversation: conversation.id,
             // Set when the shopper's message is stored.
@@ -491,7 +558,8 @@ impl Session {
             handoff_reason: handoff,
             consecutive_fallbacks,
             product: triaged.product.clone(),
-            kind: kind.as_str(),
+            task,
+            kind: if action_failed { "action_failed" } else { kind.as_str() },
             entry: triaged.trace.matched.clone(),
             at: self.clock.now(),
         };
@@ -514,6 +582,7 @@ impl Session {
             current.status = stored.status;
             current.consecutive_fallbacks = stored.consecutive_fallbacks;
             current.product = stored.product;
+            current.task = stored.task;
             current.handoff_reason = handoff.or(current.handoff_reason);
         }
         self.send(ServerEvent::Reply {
@@ -535,6 +604,73 @@ impl Session {
         Ok(())
     }
 
+    /// Does task intent `intent` with the store's endpoint: the reply, the call's trace, and
+    /// whether it failed. A store with no endpoint for the task gets the intent's response.
+    async fn act(
+        &self,
+        conversation: &Conversation,
+        product: Option<&str>,
+        intent: &str,
+        slots: &BTreeMap<String, String>,
+        lang: Lang,
+    ) -> Result<(String, Option<TaskCall>, bool), SessionError> {
+        let knowledge = self.knowledge()?;
+        let intents = knowledge.intents();
+        let Some(intent) = intents.find(intent).map(|i| intents.get(i)) else {
+            return Ok((fallback_text(lang).to_owned(), None, true));
+        };
+        let Some(task) = &intent.task else {
+            return Ok((intent.response.get(lang).to_owned(), None, false));
+        };
+        let values = serde_json::to_value(slots).unwrap_or_default();
+        let failed_text = || {
+            let own = task.failed.as_ref().map(|t| t.get(lang));
+            own.and_then(|t| crate::intents::template::render(t, &values).ok())
+                .unwrap_or_else(|| fallback_text(lang).to_owned())
+        };
+        let endpoint = match self.actions.endpoint(&self.store_id, &task.name).await {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                tracing::warn!(store = %self.store_id, task = %task.name, %error, "reading the store's endpoint failed");
+                return Ok((failed_text(), None, true));
+            }
+        };
+        let Some(endpoint) = endpoint else {
+            // No system to ask: the intent's own response, with the slots.
+            let text = crate::intents::template::render(intent.response.get(lang), &values)
+                .unwrap_or_else(|_| intent.response.get(lang).to_owned());
+            return Ok((text, None, false));
+        };
+        let request = crate::actions::Request {
+            task: &task.name,
+            store: &self.store_id,
+            conversation: conversation.id.to_string(),
+            shopper: conversation.shopper.as_deref(),
+            product,
+            lang: lang.as_str(),
+            slots,
+            at: self.clock.now().0,
+        };
+        let mut called = self.actions.call(&endpoint, &request).await;
+        let reply = called.answer.as_ref().map_err(Clone::clone).and_then(|answer| {
+            let mut values = values.clone();
+            if let (Some(all), Some(fields)) = (values.as_object_mut(), answer.as_object()) {
+                all.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            crate::intents::template::render(task.answer.get(lang), &values)
+                .map_err(|e| format!("the answer does not fill the reply: {e}"))
+        });
+        self.metrics.task(self.store_id.as_str(), &task.name, reply.is_ok());
+        match reply {
+            Ok(text) => Ok((text, Some(called.trace), false)),
+            Err(error) => {
+                tracing::warn!(store = %self.store_id, task = %task.name, %error, "a task failed");
+                called.trace.error = Some(error);
+                Ok((failed_text(), Some(called.trace), true))
+            }
+        }
+    }
+
     /// Decides on lexical signals first, off the async threads. When that is not settled (no
     /// rule, product field or confident answer decided), the message's embedding is fetched
     /// (cache, or the encoder within its budget) and the decision made again with it.
@@ -544,6 +680,7 @@ impl Session {
         let ctx = ChatContext {
             consecutive_fallbacks: conversation.consecutive_fallbacks,
             product: conversation.product.clone(),
+            pending: conversation.task.pending.clone(),
         };
         let encoder = self.library.encoder().get();
         // Seen before: both passes in one trip to a blocking thread, and the same decision as
@@ -616,6 +753,16 @@ impl Session {
             // Triage does not panic on any input; if it ever did, the panic is re-raised here
             // rather than answered wrongly.
             Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+}
+
+/// What the shopper is told when a task failed and its intent has no words of its own for it.
+fn fallback_text(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Zh => "抱歉，暂时没能查到结果，请稍后再试，或输入“转人工”联系人工客服。",
+        Lang::En => {
+            "Sorry, I couldn't look that up just now. Please try again later, or type \"agent\" to talk to a person."
         }
     }
 }

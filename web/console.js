@@ -125,6 +125,16 @@
     });
   }
 
+  // The store's endpoint call behind a task reply: what was sent and what came back.
+  function taskCall(call) {
+    var details = el("details", "task");
+    var outcome = call.error ? call.error : "HTTP " + call.status;
+    details.appendChild(el("summary", null, call.name + " · " + outcome + " · " + call.ms + " ms"));
+    details.appendChild(el("pre", null, JSON.stringify(call.request, null, 2)));
+    if (call.response !== undefined) details.appendChild(el("pre", null, JSON.stringify(call.response, null, 2)));
+    return details;
+  }
+
   function renderTranscript() {
     var chat = chats.get(current);
     var box = $("transcript");
@@ -134,14 +144,17 @@
       var div = el("div", "msg");
       div.dataset.role = m.role;
       var who = m.role === "agent" ? (m.author || word("roles", "agent")) : word("roles", m.role);
-      var fallback = m.role === "bot" && m.kind === "fallback";
-      if (fallback) who += " · " + t("fallback");
+      var failed = m.role === "bot" && m.kind === "action_failed";
+      var fallback = m.role === "bot" && (m.kind === "fallback" || failed);
+      if (failed) who += " · " + t("actionFailed");
+      else if (fallback) who += " · " + t("fallback");
       else if (m.role === "bot" && m.trace && m.trace.matched) who += " · " + sourceText(m.trace.matched) + (m.trace.score != null ? " (" + Number(m.trace.score).toFixed(2) + ")" : "");
       if (fallback) div.dataset.kind = "fallback";
       var head = el("span", "who", who);
       head.appendChild(el("time", "at", stamp(m.at)));
       div.appendChild(head);
       div.appendChild(document.createTextNode(m.text));
+      if (m.role === "bot" && m.trace && m.trace.task) div.appendChild(taskCall(m.trace.task));
       if (m.role === "bot" && m.id != null) {
         var flag = el("button", "flag", m.flagged ? t("flagged") : t("flag"));
         flag.type = "button";

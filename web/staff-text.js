@@ -34,6 +34,7 @@ window.mibotStaffText = {
     stock: { in_stock: "有货", low_stock: "库存紧张", out_of_stock: "缺货", preorder: "预售" },
     roles: { shopper: "顾客", bot: "机器人", agent: "客服", store: "店铺通知", system: "系统" },
     fallback: "兜底回复",
+    actionFailed: "查询失败",
     product: "商品 {0}",
     intent: "意图：{0}",
     faq: "FAQ {0}",
@@ -55,7 +56,8 @@ window.mibotStaffText = {
       repeated_fallback: "多次未能回答",
       notify_flag: "需人工跟进的问题",
       agent_transfer: "同事转交",
-      reception: "人工优先接待"
+      reception: "人工优先接待",
+      action_failed: "店铺系统查询失败"
     },
     why: {
       "not answered in time": "未及时回复",
@@ -68,6 +70,9 @@ window.mibotStaffText = {
       goodbye: "道别",
       greeting: "问候",
       order_status: "订单状态",
+      urge_shipping: "催发货",
+      change_address: "修改地址",
+      cancel_order: "取消订单",
       out_of_scope: "超出范围",
       return_refund: "退货退款",
       shipping_logistics: "物流配送",
@@ -106,6 +111,7 @@ window.mibotStaffText = {
     stock: { in_stock: "in stock", low_stock: "few left", out_of_stock: "out of stock", preorder: "pre-order" },
     roles: { shopper: "shopper", bot: "bot", agent: "agent", store: "store notice", system: "system" },
     fallback: "Fallback reply",
+    actionFailed: "Lookup failed",
     product: "Product {0}",
     intent: "Intent: {0}",
     faq: "FAQ {0}",
@@ -127,7 +133,8 @@ window.mibotStaffText = {
       repeated_fallback: "Bot could not answer",
       notify_flag: "Needs a person's follow-up",
       agent_transfer: "Transferred by an agent",
-      reception: "People-first reception"
+      reception: "People-first reception",
+      action_failed: "The store's system did not answer"
     },
     why: {},
     intents: {
@@ -136,6 +143,9 @@ window.mibotStaffText = {
       goodbye: "goodbye",
       greeting: "greeting",
       order_status: "order status",
+      urge_shipping: "hurry shipping",
+      change_address: "change address",
+      cancel_order: "cancel order",
       out_of_scope: "out of scope",
       return_refund: "returns and refunds",
       shipping_logistics: "shipping",

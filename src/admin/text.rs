@@ -29,6 +29,12 @@ pub fn decision(triaged: &Triaged) -> String {
         Decision::Escalate { reason, text } => {
             (format!("hands the chat to a person: {}", reason_text(*reason)), text, &[][..])
         }
+        Decision::Act { intent, slots, .. } => {
+            let slots: Vec<String> = slots.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let what = format!("calls the store's endpoint for {intent} ({})", slots.join(", "));
+            const NO_TEXT: &String = &String::new();
+            (what, NO_TEXT, &[][..])
+        }
     };
     let _ = writeln!(out, "mibot {what}:");
     for line in text.lines() {
@@ -79,6 +85,9 @@ pub fn decision_json(triaged: &Triaged) -> serde_json::Value {
         Decision::Escalate { reason, text } => {
             serde_json::json!({ "decision": "escalate", "reason": reason.as_str(), "text": text })
         }
+        Decision::Act { intent, slots, lang } => {
+            serde_json::json!({ "decision": "task", "intent": intent, "slots": slots, "lang": lang })
+        }
     };
     out["trace"] = serde_json::to_value(&triaged.trace).unwrap_or_default();
     out["product"] = serde_json::json!(triaged.product);
@@ -94,6 +103,7 @@ fn reason_text(reason: HandoffReason) -> &'static str {
         HandoffReason::NotifyFlag => "an entry that asks for a person to follow up",
         HandoffReason::AgentTransfer => "passed on by an agent",
         HandoffReason::Reception => "the store sends shoppers to people first",
+        HandoffReason::ActionFailed => "the store's system did not answer a task twice",
     }
 }
 
@@ -101,6 +111,7 @@ fn cause_text(cause: Unresolved) -> &'static str {
     match cause {
         Unresolved::HandedOver => "handed to a person",
         Unresolved::Fallback => "got a fallback",
+        Unresolved::ActionFailed => "a task failed: the store's system did not answer",
         Unresolved::Disliked => "answer voted down or flagged",
         Unresolved::AskedRightAgain => "asked again right after an answer",
         Unresolved::AskedAgain => "came back with the same question",
@@ -179,9 +190,11 @@ mod tests {
                 contributions: None,
                 routed_by: None,
                 semantic: None,
+                task: None,
             },
             product: None,
             settled: true,
+            pending: None,
         };
         let text = decision(&triaged);
         assert!(

@@ -391,7 +391,7 @@ pub fn evaluate(
 /// asked for that (a person, a complaint), not because it could not answer.
 fn acted(triaged: &crate::triage::Triaged) -> bool {
     match &triaged.decision {
-        Decision::Answer { .. } => true,
+        Decision::Answer { .. } | Decision::Act { .. } => true,
         Decision::Escalate { reason, .. } => *reason != crate::domain::HandoffReason::RepeatedFallback,
         Decision::Clarify { .. } | Decision::Fallback { .. } => false,
     }
@@ -405,6 +405,7 @@ fn print_error(ex: &Example, triaged: &crate::triage::Triaged, settled: bool) {
         Decision::Clarify { .. } => "clarify",
         Decision::Fallback { .. } => "fallback",
         Decision::Escalate { .. } => "handoff",
+        Decision::Act { .. } => "task",
     };
     let best = triaged.trace.matched.as_deref().unwrap_or("-");
     let right = if ex.intent == OUT_OF_SCOPE { !acted(triaged) } else { acted(triaged) && best == ex.intent };

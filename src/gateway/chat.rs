@@ -105,6 +105,7 @@ async fn serve(socket: WebSocket, state: AppState, store: Option<String>, peer: 
         clock: state.clock.clone(),
         metrics: Arc::clone(&state.metrics),
         cluster: state.cluster.clone(),
+        actions: Arc::clone(&state.actions),
     };
     let mut own_limit = state.limits.connection();
     let mut session = Session::new(store_id.clone(), services, out.clone());

@@ -62,6 +62,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// The other nodes of the deployment, when there are any (`cluster.redis_url`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Calls to the stores' endpoints for tasks.
+    pub actions: Arc<crate::actions::Actions>,
 }
 
 impl AppState {

@@ -66,6 +66,8 @@ pub enum Unresolved {
     HandedOver,
     /// Got a fallback.
     Fallback,
+    /// A task (an order lookup…) failed: the store's endpoint did not answer.
+    ActionFailed,
     /// Voted an answer down, or an agent flagged one.
     Disliked,
     /// Right after an answer, asked the same thing again in other words (or got the same entry
@@ -76,12 +78,13 @@ pub enum Unresolved {
 }
 
 impl Unresolved {
-    /// The cause's stable name: `handed_over`, `fallback`, `disliked`, `asked_right_again`,
+    /// The cause's stable name: `handed_over`, `fallback`, `action_failed`, `disliked`, `asked_right_again`,
     /// `asked_again`.
     pub fn as_str(self) -> &'static str {
         match self {
             Unresolved::HandedOver => "handed_over",
             Unresolved::Fallback => "fallback",
+            Unresolved::ActionFailed => "action_failed",
             Unresolved::Disliked => "disliked",
             Unresolved::AskedRightAgain => "asked_right_again",
             Unresolved::AskedAgain => "asked_again",
@@ -224,6 +227,7 @@ fn mean(values: &[f64]) -> Option<f64> {
 pub fn outcomes(history: &History) -> HashMap<ConversationId, Option<Unresolved>> {
     let mut shopper_messages: HashSet<ConversationId> = HashSet::new();
     let mut fallback: HashSet<ConversationId> = HashSet::new();
+    let mut failed: HashSet<ConversationId> = HashSet::new();
     let mut entries: HashMap<ConversationId, HashSet<&str>> = HashMap::new();
     let mut last_at: HashMap<ConversationId, Millis> = HashMap::new();
     for m in &history.messages {
@@ -234,6 +238,9 @@ pub fn outcomes(history: &History) -> HashMap<ConversationId, Option<Unresolved>
             }
             Role::Bot if m.kind.as_deref() == Some("fallback") => {
                 fallback.insert(m.conversation);
+            }
+            Role::Bot if m.kind.as_deref() == Some("action_failed") => {
+                failed.insert(m.conversation);
             }
             Role::Bot if m.kind.as_deref() == Some("answer") => {
                 if let Some(entry) = &m.entry {
@@ -274,6 +281,8 @@ pub fn outcomes(history: &History) -> HashMap<ConversationId, Option<Unresolved>
             let handed_over = c.handoff_reason.is_some_and(|r| r != HandoffReason::NotifyFlag);
             let cause = if handed_over {
                 Some(Unresolved::HandedOver)
+            } else if failed.contains(&c.id) {
+                Some(Unresolved::ActionFailed)
             } else if fallback.contains(&c.id) {
                 Some(Unresolved::Fallback)
             } else if disliked.contains(&c.id) {

@@ -39,6 +39,16 @@ pub struct IntentFile {
     /// For `route`: the FAQ tags or categories the intent stands for, e.g. `["shipping"]`.
     #[serde(default)]
     pub topics: Vec<String>,
+    /// For `task`: the name of the store's endpoint the bot calls, e.g. `order_status`.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// For `task`: the reply when the endpoint answered, a template over its answer's fields
+    /// and the slots.
+    #[serde(default)]
+    pub answer: Option<LocalizedText>,
+    /// For `task`: the reply when the endpoint failed (timeout, error, not JSON).
+    #[serde(default)]
+    pub failed: Option<LocalizedText>,
 }
 
 /// The `action` key of an intent file.
@@ -49,8 +59,11 @@ pub enum ActionKind {
     Reply,
     /// Hand the chat to a person, saying the response.
     Handoff,
-    /// Look up an order: needs the `order` slot; asks for it when missing.
-    OrderStatus,
+    /// Do something with the store's own system (look up an order, hurry it, cancel it): the
+    /// slots are found in the message or asked for, then the store's endpoint for `task` is
+    /// called and `answer` filled from what it says. A store without that endpoint gets
+    /// `response` (with the slots) instead.
+    Task,
     /// A general topic (shipping, returns): answer with the store's own FAQ entry on it, or ask
     /// which of them the shopper means. The response is that question; it states no policy.
     Route,
@@ -65,8 +78,8 @@ pub enum Action {
     Reply,
     /// Hand the chat to a person.
     Handoff(HandoffReason),
-    /// Tell the shopper about an order (the `{order}` slot), or ask for its number.
-    OrderStatus,
+    /// Call the store's endpoint with the slots, or ask for a missing one.
+    Task,
     /// Answer from the store's FAQ entries on the intent's topics, or ask which one.
     Route,
     /// Say the response as a fallback: the message is out of any shop's scope.
@@ -79,7 +92,7 @@ impl Action {
         match self {
             Action::Handoff(HandoffReason::Complaint) => 0,
             Action::Handoff(_) => 1,
-            Action::OrderStatus => 2,
+            Action::Task => 2,
             Action::Route => 3,
             Action::Reply => 4,
             Action::Decline => 5,
@@ -106,7 +119,7 @@ impl IntentFile {
             (ActionKind::Handoff, None) => return Err("a handoff intent needs a reason".into()),
             (_, Some(_)) => return Err("only handoff intents take a reason".into()),
             (ActionKind::Reply, None) => Action::Reply,
-            (ActionKind::OrderStatus, None) => Action::OrderStatus,
+            (ActionKind::Task, None) => Action::Task,
             (ActionKind::Route, None) => Action::Route,
             (ActionKind::Decline, None) => Action::Decline,
         };
@@ -125,9 +138,34 @@ impl IntentFile {
                 .map_err(|e| format!("slot {name:?} pattern does not compile: {e}"))?;
             slots.push((name, re));
         }
-        if action == Action::OrderStatus && !slots.iter().any(|(n, _)| n == "order") {
-            return Err("an order_status intent needs an `order` slot pattern".into());
-        }
+        let task = match (action, self.task, self.answer) {
+            (Action::Task, Some(name), Some(answer)) => {
+                if !valid_task_name(&name) {
+                    return Err(format!(
+                        "task {name:?}: a task's name is 1 to 64 lowercase letters, digits and underscores"
+                    ));
+                }
+                if !slots.is_empty() && self.ask.as_ref().is_none_or(LocalizedText::is_blank) {
+                    return Err("a task with slots needs an `ask` text, said when a slot is missing".into());
+                }
+                let texts = [Some(&self.response), Some(&answer), self.failed.as_ref()];
+                for text in texts.into_iter().flatten() {
+                    for variant in text.variants() {
+                        super::template::check(variant)
+                            .map_err(|e| format!("the template {variant:?} does not compile: {e}"))?;
+                    }
+                }
+                Some(Task { name, answer, failed: self.failed })
+            }
+            (Action::Task, None, _) => return Err("a task intent needs `task`, its endpoint's name".into()),
+            (Action::Task, _, None) => {
+                return Err(
+                    "a task intent needs `answer`, the reply filled from the endpoint's answer".into()
+                );
+            }
+            (_, None, None) if self.failed.is_none() => None,
+            _ => return Err("only task intents take `task`, `answer` and `failed`".into()),
+        };
         Ok(Intent {
             name: self.name,
             action,
@@ -137,8 +175,26 @@ impl IntentFile {
             rules: self.rules,
             slots,
             topics,
+            task,
         })
     }
+}
+
+/// What a task intent calls and says.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The store's endpoint, by name.
+    pub name: String,
+    /// The reply when the endpoint answered: a template.
+    pub answer: LocalizedText,
+    /// The reply when it failed, if the intent has its own.
+    pub failed: Option<LocalizedText>,
+}
+
+/// A task's (and an endpoint's) name: 1 to 64 of `a-z`, `0-9` and `_`.
+pub fn valid_task_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A rule as it is compiled: case-insensitive, with `\b` and `\B` as ASCII word boundaries.

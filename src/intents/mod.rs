@@ -6,12 +6,13 @@
 //! so that paraphrases the rules do not catch are still recognised.
 
 mod definition;
+pub mod template;
 
 use std::path::Path;
 
 use regex::{Regex, RegexSet};
 
-pub use definition::{Action, IntentFile};
+pub use definition::{Action, IntentFile, Task, valid_task_name};
 
 use crate::domain::LocalizedText;
 
@@ -34,9 +35,16 @@ pub struct Intent {
     pub slots: Vec<(String, Regex)>,
     /// For a route intent: the FAQ tags or categories it stands for.
     pub topics: Vec<String>,
+    /// For a task intent: the endpoint it calls and the replies it fills.
+    pub task: Option<Task>,
 }
 
 impl Intent {
+    /// The slots a task needs, by name.
+    pub fn slot_names(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|(name, _)| name.as_str())
+    }
+
     /// The slot values found in `text`.
     pub fn extract_slots(&self, text: &str) -> Vec<(String, String)> {
         self.slots

@@ -79,6 +79,7 @@ both_backends!(
     insights_figures_from_a_seeded_history,
     alerts_and_webhooks,
     embeddings_by_digest,
+    task_state_and_endpoints,
 );
 
 fn demo() -> StoreId {
@@ -106,6 +107,7 @@ fn turn(
         handoff_reason: (status == ChatStatus::WaitingForAgent).then_some(HandoffReason::AskedForHuman),
         consecutive_fallbacks: 0,
         product: None,
+        task: Default::default(),
         kind,
         entry: (kind == "answer").then(|| "shipping-fee".to_owned()),
         at: Millis(at),
@@ -404,4 +406,42 @@ async fn embeddings_by_digest(db: &dyn Database) {
     let found = db.embeddings("e5-small", &[[2; 32], [7; 32], [0; 32]]).await.unwrap();
     assert_eq!(found, [Some(vec![2.0, 0.5, -1.25]), None, Some(vec![0.0, 0.5, -1.25])]);
     assert_eq!(db.embeddings("other-model", &[[0; 32]]).await.unwrap(), [None]);
+}
+
+async fn task_state_and_endpoints(db: &dyn Database) {
+    use crate::domain::{PendingTask, TaskState};
+    let c = db.create_conversation(&demo(), None, None, Millis(1)).await.unwrap();
+    assert!(c.task.is_empty());
+    let pending = PendingTask { intent: "order_status".into(), slots: Default::default(), asked: 1 };
+    let task = TaskState { pending: Some(pending), failures: 1 };
+    let ask = BotTurn {
+        task: task.clone(),
+        changes_state: true,
+        ..turn(c.id, "请提供订单号", "answer", ChatStatus::Bot, 2)
+    };
+    db.append_shopper_message_with_reply(&cid("m1"), "我的快递到哪了", Millis(2), &ask).await.unwrap();
+    let stored = db.conversation_by_token(&demo(), &c.resume_token).await.unwrap().unwrap();
+    assert_eq!(stored.task, task);
+    // An agent handing the chat back starts it afresh.
+    db.release(c.id, ChatStatus::Bot, Millis(3)).await.unwrap();
+    let stored = db.conversation_by_token(&demo(), &c.resume_token).await.unwrap().unwrap();
+    assert!(stored.task.is_empty(), "{:?}", stored.task);
+
+    let endpoint = super::ActionEndpoint {
+        name: "order_status".into(),
+        url: "https://shop.example/orders".into(),
+        timeout_ms: 3000,
+        secret: "whsec_x".into(),
+    };
+    assert_eq!(db.action(&demo(), "order_status").await.unwrap(), None);
+    db.set_action(&demo(), &endpoint, Millis(4)).await.unwrap();
+    let moved = super::ActionEndpoint { url: "https://shop.example/v2/orders".into(), ..endpoint.clone() };
+    db.set_action(&demo(), &moved, Millis(5)).await.unwrap();
+    let other = StoreId::parse("other").unwrap();
+    assert_eq!(db.action(&other, "order_status").await.unwrap(), None);
+    assert_eq!(db.actions(&demo()).await.unwrap(), std::slice::from_ref(&moved));
+    assert_eq!(db.action(&demo(), "order_status").await.unwrap(), Some(moved));
+    assert!(db.delete_action(&demo(), "order_status").await.unwrap());
+    assert!(!db.delete_action(&demo(), "order_status").await.unwrap());
+    assert!(db.actions(&demo()).await.unwrap().is_empty());
 }

@@ -40,6 +40,8 @@ pub struct Conversation {
     pub product: Option<String>,
     /// The storefront's own id for the shopper, when it gives one.
     pub shopper: Option<String>,
+    /// The task it is in the middle of, and the failures of the store's endpoints so far.
+    pub task: crate::domain::TaskState,
 }
 
 impl Conversation {
@@ -54,6 +56,7 @@ impl Conversation {
             consecutive_fallbacks: 0,
             product: product.map(str::to_owned),
             shopper: shopper.map(str::to_owned),
+            task: crate::domain::TaskState::default(),
         }
     }
 }
@@ -96,7 +99,7 @@ pub struct BotTurn {
     /// The status after this turn.
     pub status: ChatStatus,
     /// Whether the turn changes the conversation's state (status, handoff reason, fallbacks in
-    /// a row, product in context). When it does not, only the reply is written.
+    /// a row, product in context, task). When it does not, only the reply is written.
     pub changes_state: bool,
     /// Why it was handed over, if this turn handed it over.
     pub handoff_reason: Option<HandoffReason>,
@@ -104,6 +107,8 @@ pub struct BotTurn {
     pub consecutive_fallbacks: u32,
     /// The product in context after this turn.
     pub product: Option<String>,
+    /// The conversation's task state after this turn.
+    pub task: crate::domain::TaskState,
     /// `answer`, `clarify`, `fallback` or `handoff`.
     pub kind: &'static str,
     /// The entry the reply came from (a FAQ id, `intent:…`, `product:…`).
@@ -259,7 +264,6 @@ pub trait Merchants: Send + Sync + std::fmt::Debug + 'static {
     /// Creates a store; false if it already existed.
     async fn create_store(&self, store: &StoreId, at: Millis) -> Result<bool, StoreError>;
 
-    /// Every store.
     /// The secret the store's storefront signs shoppers' ids with, if one was issued.
     async fn identity_secret(&self, store: &StoreId) -> Result<Option<String>, StoreError>;
 
@@ -270,7 +274,25 @@ pub trait Merchants: Send + Sync + std::fmt::Debug + 'static {
     /// else the kept one.
     async fn id_key(&self, proposed: &str) -> Result<String, StoreError>;
 
+    /// Every store.
     async fn stores(&self) -> Result<Vec<StoreId>, StoreError>;
+
+    /// The store's task endpoints (order lookups and the like), by name.
+    async fn actions(&self, store: &StoreId) -> Result<Vec<ActionEndpoint>, StoreError>;
+
+    /// One of the store's task endpoints.
+    async fn action(&self, store: &StoreId, name: &str) -> Result<Option<ActionEndpoint>, StoreError>;
+
+    /// Sets (or replaces) a task endpoint of the store.
+    async fn set_action(
+        &self,
+        store: &StoreId,
+        action: &ActionEndpoint,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a task endpoint; false if the store had none of that name.
+    async fn delete_action(&self, store: &StoreId, name: &str) -> Result<bool, StoreError>;
 
     /// Adds a key (by its digest) to a store, revoking the store's other keys if asked.
     async fn add_key(
@@ -444,7 +466,8 @@ pub trait Agents: Send + Sync + std::fmt::Debug + 'static {
     async fn assign(&self, conversation: ConversationId, agent: &str, at: Millis)
     -> Result<bool, StoreError>;
 
-    /// Ends the humans' part: `Closed`, or `Bot` (handed back; the fallback count restarts).
+    /// Ends the humans' part: `Closed`, or `Bot` (handed back; the fallback count and the task
+    /// state restart).
     async fn release(
         &self,
         conversation: ConversationId,
@@ -669,6 +692,19 @@ pub struct Webhook {
     /// An `http` or `https` URL.
     pub url: String,
     /// The HMAC-SHA256 key.
+    pub secret: String,
+}
+
+/// A store's endpoint for one task: the bot POSTs the task's slots to it, signed like webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionEndpoint {
+    /// The task's name, e.g. `order_status`.
+    pub name: String,
+    /// An `http` or `https` URL.
+    pub url: String,
+    /// How long the bot waits for the answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// The HMAC-SHA256 key requests are signed with.
     pub secret: String,
 }
 

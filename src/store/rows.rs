@@ -4,8 +4,8 @@
 use sqlx::Row;
 
 use super::{
-    AgentAccount, AlertRow, ChatSummary, Conversation, ConversationRow, FeedbackRow, MessageRow, OpenChat,
-    PackVersion, StoreError, StoredMessage, TranscriptItem,
+    ActionEndpoint, AgentAccount, AlertRow, ChatSummary, Conversation, ConversationRow, FeedbackRow,
+    MessageRow, OpenChat, PackVersion, StoreError, StoredMessage, TranscriptItem,
 };
 use crate::domain::{
     ChatStatus, ConversationId, HandoffReason, MessageId, Millis, ResumeToken, Role, StoreId,
@@ -108,7 +108,7 @@ fn maybe_at(row: &impl Cells, name: &str) -> Result<Option<Millis>, StoreError> 
 
 /// The columns [`conversation`] reads.
 pub(crate) const CONVERSATION_COLUMNS: &str =
-    "id, store, resume_token, status, handoff_reason, consecutive_fallbacks, product, shopper";
+    "id, store, resume_token, status, handoff_reason, consecutive_fallbacks, product, shopper, task";
 
 /// A conversation; its `resume_token` is the stored digest.
 pub(crate) fn conversation(row: &impl Cells) -> Result<Conversation, StoreError> {
@@ -121,6 +121,17 @@ pub(crate) fn conversation(row: &impl Cells) -> Result<Conversation, StoreError>
         consecutive_fallbacks: count(row, "consecutive_fallbacks")?,
         product: row.maybe_text("product")?,
         shopper: row.maybe_text("shopper")?,
+        task: crate::domain::TaskState::from_stored(row.maybe_text("task")?.as_deref()),
+    })
+}
+
+/// A task endpoint: `name, url, timeout_ms, secret`.
+pub(crate) fn action(row: &impl Cells) -> Result<ActionEndpoint, StoreError> {
+    Ok(ActionEndpoint {
+        name: row.text("name")?,
+        url: row.text("url")?,
+        timeout_ms: u64::try_from(row.int("timeout_ms")?).unwrap_or(0),
+        secret: row.text("secret")?,
     })
 }
 

@@ -25,10 +25,12 @@
 
 mod trace;
 
-pub use trace::{Contributions, SemanticUse, Signal, Trace};
+pub use trace::{Contributions, SemanticUse, Signal, TaskCall, Trace};
+
+use std::collections::BTreeMap;
 
 use crate::config::{Band, Fusion, TriageConfig};
-use crate::domain::{HandoffReason, Lang, Millis};
+use crate::domain::{HandoffReason, Lang, Millis, PendingTask};
 use crate::intents::Action;
 use crate::knowledge::catalog::Asked;
 use crate::knowledge::{EntryRef, Hit, KnowledgeBase};
@@ -41,6 +43,8 @@ pub struct ChatContext {
     pub consecutive_fallbacks: u32,
     /// The SKU of the product being discussed.
     pub product: Option<String>,
+    /// The task the shopper was asked to give a slot for.
+    pub pending: Option<PendingTask>,
 }
 
 /// The decision.
@@ -76,6 +80,16 @@ pub enum Decision {
         /// What the shopper is told.
         text: String,
     },
+    /// Do a task intent's task with the store's endpoint: every slot it needs is known. The reply
+    /// is filled from the endpoint's answer (the session makes the call).
+    Act {
+        /// The task intent's name.
+        intent: String,
+        /// Its slots, by name.
+        slots: BTreeMap<String, String>,
+        /// The language to answer in.
+        lang: Lang,
+    },
 }
 
 /// A decision with its trace and the product the chat is now about.
@@ -90,6 +104,8 @@ pub struct Triaged {
     /// A rule, a product's fields or a confident answer decided: the semantic signals would not
     /// change it, so a lexical decision like this need not wait for the encoder.
     pub settled: bool,
+    /// The task still waiting for a slot after this message (the bot asked for it).
+    pub pending: Option<PendingTask>,
 }
 
 /// How many hits a routing intent looks through for the store's entries on its topics.
@@ -105,7 +121,54 @@ const NAMED_ALONE: usize = 4;
 /// Decides what to do with `text`. `query` is the message's embedding; it is used when the
 /// store's knowledge has its semantic index, and the thresholds are then `cfg`'s own, else
 /// `cfg.lexical`'s.
+///
+/// A task waiting for a slot (the bot asked for the order number) takes the message first when
+/// it gives the slot, unless the shopper asks for a person; a message the bot cannot place
+/// gets the question again, at most `cfg.max_slot_asks` times; anything else lets the task go.
 pub fn triage(
+    text: &str,
+    kb: &KnowledgeBase,
+    ctx: &ChatContext,
+    cfg: &TriageConfig,
+    now: Millis,
+    query: Option<&[f32]>,
+) -> Triaged {
+    let waiting = ctx.pending.as_ref().and_then(|p| Some((p, kb.intents().find(&p.intent)?)));
+    let Some((pending, intent)) = waiting.filter(|(_, i)| kb.intents().get(*i).action == Action::Task) else {
+        return decide(text, kb, ctx, cfg, now, query);
+    };
+    let handoff = kb
+        .intents()
+        .match_rules(text)
+        .filter(|r| matches!(kb.intents().get(r.intent).action, Action::Handoff(_)));
+    let lang = Lang::detect(text);
+    let found = kb.intents().get(intent).extract_slots(text);
+    if handoff.is_none() && !found.is_empty() {
+        let (decision, pending) = task_decision(kb, intent, found, Some(pending), lang);
+        let trace = Trace {
+            matched: Some(format!("intent:{}", kb.intents().get(intent).name)),
+            ..trace_for(kb, Signal::Rule, None, &cfg.fusion)
+        };
+        return Triaged { decision, trace, product: ctx.product.clone(), settled: true, pending };
+    }
+    let mut triaged = decide(text, kb, ctx, cfg, now, query);
+    if matches!(triaged.decision, Decision::Fallback { .. }) && pending.asked < cfg.max_slot_asks {
+        let ask = kb.intents().get(intent).ask.as_ref().map(|a| a.get(lang).to_owned());
+        if let Some(text) = ask {
+            triaged.decision = Decision::Answer {
+                source: AnswerSource::Intent,
+                text,
+                suggestions: Vec::new(),
+                notify: false,
+            };
+            triaged.pending = Some(PendingTask { asked: pending.asked + 1, ..pending.clone() });
+        }
+    }
+    triaged
+}
+
+/// [`triage`] without a task waiting.
+fn decide(
     text: &str,
     kb: &KnowledgeBase,
     ctx: &ChatContext,
@@ -126,8 +189,19 @@ pub fn triage(
     let by_category = mention.is_some_and(|m| m.by_category);
     let context_product = ctx.product.as_deref().and_then(|sku| catalog.by_sku(sku));
     let product_after = named.or(context_product).map(|i| catalog.products()[i].sku.clone());
-    let done =
-        |decision, trace, settled| Triaged { decision, trace, product: product_after.clone(), settled };
+    let done = |decision, trace, settled| Triaged {
+        decision,
+        trace,
+        product: product_after.clone(),
+        settled,
+        pending: None,
+    };
+    // A task intent asks for what it lacks, and remembers what it has.
+    let task = |intent: usize, trace: Trace, settled: bool| {
+        let found = kb.intents().get(intent).extract_slots(text);
+        let (decision, pending) = task_decision(kb, intent, found, None, lang);
+        Triaged { decision, trace, product: product_after.clone(), settled, pending }
+    };
 
     let rule = kb.intents().match_rules(text);
     let rule_trace = |rule: &crate::intents::RuleMatch| Trace {
@@ -139,7 +213,10 @@ pub fn triage(
         matches!(kb.intents().get(r.intent).action, Action::Reply | Action::Route)
     };
     if let Some(rule) = rule.as_ref().filter(|r| !deferred(r)) {
-        return done(intent_decision(kb, rule.intent, text, lang), rule_trace(rule), true);
+        if kb.intents().get(rule.intent).action == Action::Task {
+            return task(rule.intent, rule_trace(rule), true);
+        }
+        return done(intent_decision(kb, rule.intent, lang), rule_trace(rule), true);
     }
 
     let asked = catalog.asked(text);
@@ -174,7 +251,7 @@ pub fn triage(
                 settled,
             );
         }
-        return done(intent_decision(kb, rule.intent, text, lang), rule_trace(rule), true);
+        return done(intent_decision(kb, rule.intent, lang), rule_trace(rule), true);
     }
     // No rule matched, and the message is closer in meaning to what no shop answers than to
     // any of the store's questions: say so, rather than offer the store's nearest entries.
@@ -209,7 +286,10 @@ pub fn triage(
         // An intent reached by its examples is never final on words alone: "什么" is in many a
         // complaint and in many a question.
         let settled = query.is_some() && settles(hit);
-        return done(intent_decision(kb, i, text, lang), trace, settled);
+        if kb.intents().get(i).action == Action::Task {
+            return task(i, trace, settled);
+        }
+        return done(intent_decision(kb, i, lang), trace, settled);
     }
     // A product named with little else ("X1", "介绍下X1") gets its summary; a question that
     // names one in passing ("X1 报销要票吗") is about something else, so the store's entries
@@ -347,27 +427,47 @@ fn on_topic(kb: &KnowledgeBase, intent: usize, i: usize) -> bool {
     faq.tags.iter().chain(&faq.category).any(|t| topics.iter().any(|topic| topic.eq_ignore_ascii_case(t)))
 }
 
-fn intent_decision(kb: &KnowledgeBase, index: usize, text: &str, lang: Lang) -> Decision {
+/// A task intent's decision on the slots `found` in the message, with those of the task asked
+/// about before (`carried`): act when every slot is known, else ask for the rest.
+fn task_decision(
+    kb: &KnowledgeBase,
+    index: usize,
+    found: Vec<(String, String)>,
+    carried: Option<&PendingTask>,
+    lang: Lang,
+) -> (Decision, Option<PendingTask>) {
+    let intent = kb.intents().get(index);
+    let mut slots = carried.map(|p| p.slots.clone()).unwrap_or_default();
+    slots.extend(found);
+    let missing = intent.slot_names().any(|name| !slots.contains_key(name));
+    match (&intent.ask, missing) {
+        (Some(ask), true) => {
+            let asked = carried.map_or(0, |p| p.asked) + 1;
+            let decision = Decision::Answer {
+                source: AnswerSource::Intent,
+                text: ask.get(lang).to_owned(),
+                suggestions: Vec::new(),
+                notify: false,
+            };
+            (decision, Some(PendingTask { intent: intent.name.clone(), slots, asked }))
+        }
+        _ => (Decision::Act { intent: intent.name.clone(), slots, lang }, None),
+    }
+}
+
+fn intent_decision(kb: &KnowledgeBase, index: usize, lang: Lang) -> Decision {
     let intent = kb.intents().get(index);
     let reply = intent.response.get(lang).to_owned();
     match intent.action {
         Action::Handoff(reason) => Decision::Escalate { reason, text: reply },
         Action::Decline => Decision::Fallback { text: reply },
-        Action::Reply | Action::Route => Decision::Answer {
+        // Task intents are decided by `task_decision`; reached here, the response is said.
+        Action::Reply | Action::Route | Action::Task => Decision::Answer {
             source: AnswerSource::Intent,
             text: reply,
             suggestions: Vec::new(),
             notify: false,
         },
-        Action::OrderStatus => {
-            let slots = intent.extract_slots(text);
-            let text = match (slots.iter().find(|(name, _)| name == "order"), &intent.ask) {
-                (Some((_, order)), _) => reply.replace("{order}", order),
-                (None, Some(ask)) => ask.get(lang).to_owned(),
-                (None, None) => reply.replace("{order}", ""),
-            };
-            Decision::Answer { source: AnswerSource::Intent, text, suggestions: Vec::new(), notify: false }
-        }
     }
 }
 
@@ -417,6 +517,7 @@ fn trace_for(kb: &KnowledgeBase, signal: Signal, hits: Option<&[Hit]>, fusion: &
         margin: hits.first().map(|_| margin(hits)),
         routed_by: None,
         semantic: None,
+        task: None,
     }
 }
 
@@ -539,9 +640,39 @@ mod tests {
     fn order_numbers_fill_the_order_slot() {
         let kb = kb();
         let t = decide(&kb, "我的订单 2026112312345678 到哪了", &ChatContext::default());
+        let Decision::Act { ref intent, ref slots, lang: Lang::Zh } = t.decision else { panic!("{t:?}") };
+        assert_eq!((intent.as_str(), slots["order"].as_str()), ("order_status", "2026112312345678"));
+        assert_eq!(t.pending, None);
+    }
+
+    #[test]
+    fn a_missing_slot_is_asked_for_and_the_next_message_fills_it() {
+        let kb = kb();
+        let t = decide(&kb, "我的快递到哪了", &ChatContext::default());
+        assert!(matches!(t.decision, Decision::Answer { ref text, .. } if text.contains("订单号")), "{t:?}");
+        let pending = t.pending.clone().expect("the task waits for its order number");
+        assert_eq!((pending.intent.as_str(), pending.asked), ("order_status", 1));
+        let ctx = ChatContext { pending: Some(pending.clone()), ..ChatContext::default() };
+        // The number alone, or inside a sentence no rule knows, fills the slot.
+        let t = decide(&kb, "好的 是这个 2026112312345678 谢谢", &ctx);
         assert!(
-            matches!(t.decision, Decision::Answer { ref text, .. } if text.contains("2026112312345678")),
+            matches!(t.decision, Decision::Act { ref slots, .. } if slots["order"] == "2026112312345678"),
             "{t:?}"
         );
+        assert_eq!(t.pending, None);
+        // Something the bot cannot place gets the question again, up to the limit…
+        let t = decide(&kb, "量子纠缠的原理", &ctx);
+        assert!(matches!(t.decision, Decision::Answer { ref text, .. } if text.contains("订单号")), "{t:?}");
+        assert_eq!(t.pending.as_ref().map(|p| p.asked), Some(2));
+        let tired = ChatContext { pending: t.pending, ..ChatContext::default() };
+        let t = decide(&kb, "量子纠缠的原理", &tired);
+        assert!(matches!(t.decision, Decision::Fallback { .. }) && t.pending.is_none(), "{t:?}");
+        // …a question the store answers lets the task go, and 转人工 always wins.
+        let t = decide(&kb, "退货运费谁出？", &ctx);
+        assert!(
+            matches!(t.decision, Decision::Answer { source: AnswerSource::Faq, .. }) && t.pending.is_none()
+        );
+        let t = decide(&kb, "转人工 2026112312345678", &ctx);
+        assert!(matches!(t.decision, Decision::Escalate { .. }), "{t:?}");
     }
 }

@@ -86,6 +86,31 @@ pub struct Trace {
     /// What the sentence encoder contributed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub semantic: Option<SemanticUse>,
+    /// The call to the store's endpoint for a task: what was sent and what came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskCall>,
+}
+
+/// One call to a store's endpoint, as the agent sees it in the transcript's trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCall {
+    /// The task, e.g. `order_status`.
+    pub name: String,
+    /// Where the request went: the endpoint's URL, or `demo` for the demo store's built-in book.
+    pub endpoint: String,
+    /// The JSON body that was POSTed.
+    pub request: serde_json::Value,
+    /// The HTTP status, when an answer came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The answer's JSON, when it was JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<serde_json::Value>,
+    /// Why the call failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long it took, in milliseconds.
+    pub ms: u64,
 }
 
 /// The terms of the fused confidence `σ(classifier + retrieval + semantic + nearest + bias)` for

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on port 0, real SQLite, real WebSockets.
 
 mod abuse;
+mod actions;
 mod agents;
 mod alerts;
 mod bad_input;

@@ -335,6 +335,9 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/stores/{store}/faq/{id}", "delete"),
         ("/api/v1/stores/{store}/products/{sku}", "delete"),
         ("/api/v1/stores/{store}/conversations.csv", "get"),
+        ("/api/v1/stores/{store}/actions", "get"),
+        ("/api/v1/stores/{store}/actions/{name}", "put"),
+        ("/api/v1/stores/{store}/actions/{name}", "delete"),
     ] {
         let operation = &doc["paths"][path][method];
         assert!(operation.is_object(), "{method} {path} is not in the OpenAPI document");

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod actions;
 mod insights;
 mod packs;
 
@@ -61,6 +62,11 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/stores/{store}/alerts/{id}", get(show_alert))
         .route("/api/v1/stores/{store}/alerts/{id}/message", post(message_alert))
         .route("/api/v1/stores/{store}/webhook", get(show_webhook).put(set_webhook).delete(delete_webhook))
+        .route("/api/v1/stores/{store}/actions", get(actions::list_actions))
+        .route(
+            "/api/v1/stores/{store}/actions/{name}",
+            get(actions::show_action).put(actions::set_action).delete(actions::delete_action),
+        )
         .merge(super::people::routes())
 }
 

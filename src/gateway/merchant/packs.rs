@@ -240,7 +240,7 @@ pub(super) async fn query(
     let vector = state.library.message_vector(&knowledge, &body.text).await;
     let answered = tokio::task::spawn_blocking(move || {
         let cfg = config.triage_for(store.as_str());
-        let ctx = ChatContext { consecutive_fallbacks: 0, product: body.product };
+        let ctx = ChatContext { consecutive_fallbacks: 0, product: body.product, pending: None };
         let lexical = triage(&body.text, &knowledge, &ctx, cfg, now, None);
         let vector = vector.filter(|_| !lexical.settled);
         let triaged = match &vector {
@@ -269,6 +269,8 @@ pub(super) async fn query(
             Decision::Clarify { text, suggestions } => json!({"kind": "clarify", "text": text, "suggestions": suggestions}),
             Decision::Fallback { text } => json!({"kind": "fallback", "text": text}),
             Decision::Escalate { reason, text } => json!({"kind": "handoff", "reason": reason, "text": text}),
+            // /query decides without calling the store's endpoint.
+            Decision::Act { intent, slots, .. } => json!({"kind": "task", "intent": intent, "slots": slots}),
         };
         json!({"decision": decision, "trace": triaged.trace, "hits": hits})
     })

@@ -167,7 +167,7 @@ impl Agents for PostgresStore {
         at: Millis,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE conversations SET status = $1, consecutive_fallbacks = 0, updated_at = $2,
+            "UPDATE conversations SET status = $1, consecutive_fallbacks = 0, task = NULL, updated_at = $2,
                     closed_at = CASE WHEN $1 = 'closed' THEN $2 ELSE closed_at END
              WHERE id = $3",
         )

@@ -68,13 +68,14 @@ async fn record_turn(tx: &mut PgConnection, turn: &BotTurn) -> Result<MessageId,
         sqlx::query(
             "UPDATE conversations
              SET status = $1, handoff_reason = COALESCE($2, handoff_reason), consecutive_fallbacks = $3,
-                 product = $4, updated_at = $5
-             WHERE id = $6",
+                 product = $4, task = $5, updated_at = $6
+             WHERE id = $7",
         )
         .bind(turn.status.as_str())
         .bind(turn.handoff_reason.map(HandoffReason::as_str))
         .bind(i64::from(turn.consecutive_fallbacks))
         .bind(turn.product.as_deref())
+        .bind(turn.task.to_stored())
         .bind(turn.at.0)
         .bind(turn.conversation.to_string())
         .execute(&mut *tx)

@@ -7,7 +7,7 @@ use sqlx::postgres::PgConnection;
 use super::PostgresStore;
 use crate::domain::{Millis, StoreId};
 use crate::store::rows::{self, VERSION_COLUMNS};
-use crate::store::{Merchants, NewPackVersion, PackVersion, StoreError};
+use crate::store::{ActionEndpoint, Merchants, NewPackVersion, PackVersion, StoreError};
 
 #[async_trait]
 impl Merchants for PostgresStore {
@@ -52,6 +52,56 @@ impl Merchants for PostgresStore {
     async fn stores(&self) -> Result<Vec<StoreId>, StoreError> {
         let found = sqlx::query("SELECT id FROM stores ORDER BY id").fetch_all(&self.pool).await?;
         found.iter().map(|row| rows::store_of(row, "id")).collect()
+    }
+
+    async fn actions(&self, store: &StoreId) -> Result<Vec<ActionEndpoint>, StoreError> {
+        let found =
+            sqlx::query("SELECT name, url, timeout_ms, secret FROM actions WHERE store = $1 ORDER BY name")
+                .bind(store.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        found.iter().map(rows::action).collect()
+    }
+
+    async fn action(&self, store: &StoreId, name: &str) -> Result<Option<ActionEndpoint>, StoreError> {
+        let found =
+            sqlx::query("SELECT name, url, timeout_ms, secret FROM actions WHERE store = $1 AND name = $2")
+                .bind(store.as_str())
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        found.as_ref().map(rows::action).transpose()
+    }
+
+    async fn set_action(
+        &self,
+        store: &StoreId,
+        action: &ActionEndpoint,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO actions (store, name, url, timeout_ms, secret, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (store, name) DO UPDATE SET url = excluded.url, timeout_ms = excluded.timeout_ms,
+             secret = excluded.secret, updated_at = excluded.updated_at",
+        )
+        .bind(store.as_str())
+        .bind(&action.name)
+        .bind(&action.url)
+        .bind(i64::try_from(action.timeout_ms).unwrap_or(i64::MAX))
+        .bind(&action.secret)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_action(&self, store: &StoreId, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM actions WHERE store = $1 AND name = $2")
+            .bind(store.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn add_key(

@@ -39,6 +39,7 @@ fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "schema", include_str!("../../../migrations/postgres/0001_schema.sql")),
         migration(2, "settings", include_str!("../../../migrations/postgres/0002_settings.sql")),
+        migration(3, "actions", include_str!("../../../migrations/postgres/0003_actions.sql")),
     ])
 }
 

@@ -157,7 +157,7 @@ impl Agents for SqliteStore {
         at: Millis,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE conversations SET status = ?, consecutive_fallbacks = 0, updated_at = ?,
+            "UPDATE conversations SET status = ?, consecutive_fallbacks = 0, task = NULL, updated_at = ?,
                     closed_at = CASE WHEN ? = 'closed' THEN ? ELSE closed_at END
              WHERE id = ?",
         )

@@ -64,6 +64,7 @@ fn migrator() -> Migrator {
         migration(8, "embeddings", include_str!("../../../migrations/sqlite/0008_embeddings.sql")),
         migration(9, "identity", include_str!("../../../migrations/sqlite/0009_identity.sql")),
         migration(10, "settings", include_str!("../../../migrations/sqlite/0010_settings.sql")),
+        migration(11, "actions", include_str!("../../../migrations/sqlite/0011_actions.sql")),
     ])
 }
 
@@ -341,6 +342,7 @@ mod tests {
             handoff_reason: None,
             consecutive_fallbacks: 0,
             product: None,
+            task: Default::default(),
             kind: "answer",
             entry: None,
             at: Millis(1),

@@ -219,13 +219,14 @@ async fn record_turn(tx: &mut SqliteConnection, turn: &BotTurn) -> Result<Messag
     sqlx::query(
         "UPDATE conversations
          SET status = ?, handoff_reason = COALESCE(?, handoff_reason), consecutive_fallbacks = ?,
-             product = ?, updated_at = ?
+             product = ?, task = ?, updated_at = ?
          WHERE id = ?",
     )
     .bind(turn.status.as_str())
     .bind(turn.handoff_reason.map(HandoffReason::as_str))
     .bind(i64::from(turn.consecutive_fallbacks))
     .bind(turn.product.as_deref())
+    .bind(turn.task.to_stored())
     .bind(turn.at.0)
     .bind(turn.conversation.to_string())
     .execute(&mut *tx)
