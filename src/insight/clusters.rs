@@ -117,7 +117,7 @@ pub fn clusters(history: &History, analyzer: &crate::text::Analyzer, embedded: &
     let vectors: Vec<Vec<(u32, f32)>> = raw.iter().map(|r| vocabulary.vectorize(r)).collect();
     let texts: Vec<&str> = questions.iter().map(|(_, text, ..)| text.as_str()).collect();
     let (groups, sim) = group_alike(&similarities(&vectors, &texts, embedded));
-    let mut clusters: Vec<Cluster> = groups
+    let mut clusters: Vec<(Cluster, i64)> = groups
         .into_iter()
         .map(|members| {
             let central = central(&members, &sim);
@@ -131,8 +131,9 @@ pub fn clusters(history: &History, analyzer: &crate::text::Analyzer, embedded: &
                     similar.push(text);
                 }
             }
-            Cluster {
-                id: crate::ids::encode(crate::ids::Kind::Cluster, questions[members[0]].0.0),
+            let first = questions[members[0]].0.0;
+            let cluster = Cluster {
+                id: crate::ids::encode(crate::ids::Kind::Cluster, first),
                 size,
                 handed_off_share: share,
                 score: size as f64 * (1.0 + share),
@@ -144,11 +145,13 @@ pub fn clusters(history: &History, analyzer: &crate::text::Analyzer, embedded: &
                     answer: members.iter().find_map(|&i| questions[i].3.clone()),
                     proposal: None,
                 },
-            }
+            };
+            (cluster, first)
         })
         .collect();
-    clusters.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-    clusters
+    // Ties go to the cluster asked first (ids are opaque, so they cannot order it).
+    clusters.sort_by(|(a, a_first), (b, b_first)| b.score.total_cmp(&a.score).then(a_first.cmp(b_first)));
+    clusters.into_iter().map(|(cluster, _)| cluster).collect()
 }
 
 /// Most shopper messages word weights are learned from (the newest).

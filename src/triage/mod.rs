@@ -7,7 +7,10 @@
 //! unit-tested directly and can be evaluated on datasets.
 //!
 //! Order of precedence:
-//! 1. an intent rule that hands over or looks up an order (complaints first);
+//! 0. a task waiting for a slot (the bot asked for the order number) takes a message that gives
+//!    it, unless the shopper asks for a person;
+//! 1. an intent rule that hands over or starts a task (complaints first): a task with every
+//!    slot known is `Act`, else the bot asks for the missing one;
 //! 2. a product named in the message together with what is asked of it (price, a spec…);
 //! 3. a confident hit on a FAQ entry, clear of the runner-up: the store's own answer beats any
 //!    generic one;

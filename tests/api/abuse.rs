@@ -539,10 +539,10 @@ async fn a_pack_over_the_entry_cap_is_refused_and_a_large_junk_pack_builds_in_bo
 async fn a_pack_over_the_build_budget_is_refused_and_cannot_take_down_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut small = test_config(dir.path());
-    small.content.max_build_mb = 6;
+    small.content.max_build_mb = 10;
     let key = mibot::admin::create_store(&small, "shop").await.unwrap().0;
     // 3,500 entries of four questions each (more than the classifier is trained on, so that
-    // the build is quick even unoptimised): their texts, terms and index are over 6 MB.
+    // the build is quick even unoptimised): their texts, terms and index are over 10 MB.
     let mut pack = String::from("question,similar,answer\n");
     for i in 0..3500 {
         pack.push_str(&format!(

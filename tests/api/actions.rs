@@ -15,13 +15,15 @@ use tokio::sync::mpsc;
 
 use crate::helpers::{AgentClient, spawn_with, test_config};
 
-const ANSWER: u8 = 0;
+pub(crate) const ANSWER: u8 = 0;
 const FAIL: u8 = 1;
 const SLOW: u8 = 2;
 
 /// The store's order system: answers a shipped order, a 500, or nothing for two seconds, as
 /// `mode` says; every request's headers and body go to the channel.
-async fn order_system(mode: Arc<AtomicU8>) -> (String, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
+pub(crate) async fn order_system(
+    mode: Arc<AtomicU8>,
+) -> (String, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = axum::Router::new().route(
         "/orders/lookup",

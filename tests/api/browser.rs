@@ -61,9 +61,16 @@ async fn a_shopper_in_the_widget_reaches_an_agent_in_the_console() {
         (Millis::now().0 / 60_000 + i64::from(config.agents.utc_offset_minutes)).rem_euclid(1440) / 60;
     let opens = (local_hour + 2) % 24;
     config.agents.business_hours = format!("{opens:02}:00-{:02}:00", opens + 1);
+    // The store's order system is on this machine.
+    config.actions.private_targets = true;
     let key = mibot::admin::create_store(&config, "shop").await.unwrap().0;
     let token = mibot::admin::add_agent(&config, "shop", "lily", &[], Some(3)).await.unwrap().0;
     let app = spawn_with(config).await;
+    let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(crate::actions::ANSWER));
+    let (url, _calls) = crate::actions::order_system(mode).await;
+    let (status, body) =
+        app.merchant("shop", &key).put_json("/actions/order_status", serde_json::json!({"url": url})).await;
+    assert_eq!(status, 200, "{body}");
 
     let report = run_script("e2e.mjs", &[format!("http://{}", app.addr), token]).await;
     assert_eq!(report["steps"].as_array().unwrap().len(), 10, "{report}");

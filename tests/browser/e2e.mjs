@@ -1,7 +1,7 @@
 // End to end in headless Chromium, out of business hours: a shopper opens the chat widget from
 // its button and asks for a person, and is told to leave a message; an agent signed in to the
 // console claims the chat from the queue (which clears that notice), and gets it with its history
-// (fallbacks labelled), the product in view and a suggested answer, switches the console's language, replies while the shopper has the
+// (fallbacks labelled, an order lookup's call to the store's system), the product in view and a suggested answer, switches the console's language, replies while the shopper has the
 // widget minimised, and closes the chat; the shopper sees the reply and rates the chat. Text with
 // HTML in it stays text. On a phone-sized screen the widget is a button, and full screen when open.
 //
@@ -55,6 +55,8 @@ try {
   step("bot answered in the widget; the shopper voted on it");
   await say("qzxv wkpj");
   await shopperPage.waitForSelector(".mibot-msg[data-role=bot] >> nth=2", { timeout: WAIT });
+  await say("订单 2026112312345678 到哪了");
+  await shopperPage.waitForSelector(".mibot-msg[data-role=bot]:has-text('极兔速递')", { timeout: WAIT });
   await say("转人工");
   await shopperPage.waitForSelector(".mibot-notice[data-kind=queue]:has-text('非工作时间')", { timeout: WAIT });
   step("shopper handed to a person, and told it is out of hours");
@@ -76,6 +78,13 @@ try {
   await agentPage.waitForSelector("#transcript .msg[data-role=bot]", { timeout: WAIT });
   const reason = (await agentPage.textContent("#chat-reason")).trim();
   if (reason !== "Asked for a person") throw new Error(`the reason reads ${JSON.stringify(reason)}`);
+  // The order lookup's call to the store's system, folded under its reply.
+  const call = agentPage.locator("#transcript .msg[data-role=bot] details.task");
+  if ((await call.count()) !== 1) throw new Error("the order lookup's call is not in the transcript");
+  const summary = (await call.locator("summary").textContent()).trim();
+  if (!/^order_status · HTTP 200 · \d+ ms$/.test(summary)) throw new Error(`the call reads ${JSON.stringify(summary)}`);
+  await call.locator("summary").click();
+  if (!(await call.locator("pre").first().textContent()).includes("2026112312345678")) throw new Error("the call's request is not shown");
   const fallback = agentPage.locator("#transcript .msg[data-kind=fallback]");
   if ((await fallback.count()) !== 1) throw new Error("the fallback reply is not marked as one");
   if (!(await fallback.locator(".who").textContent()).includes("Fallback reply")) throw new Error("the fallback reply is not labelled");
