@@ -104,11 +104,6 @@ impl Actions {
         })
     }
 
-    /// Failed calls in a conversation after which it goes to a person.
-    pub fn failures_before_handoff(&self) -> u32 {
-        self.config.failures_before_handoff
-    }
-
     /// Counts a failed call into `state`; true when the conversation should now go to a person.
     pub fn failed(&self, state: &mut TaskState) -> bool {
         state.failures += 1;
