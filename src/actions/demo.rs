@@ -228,4 +228,29 @@ mod tests {
         assert_eq!(ask("urge_shipping", "2026112298765432", "en")["urged"], true);
         assert!(answer("refund_everything", &json!({})).is_err());
     }
+
+    #[test]
+    fn every_shipped_task_reply_fills_from_every_answer_the_book_gives() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("intents");
+        let intents = crate::intents::IntentSet::load_dir(&dir).unwrap();
+        let numbers = BOOK.iter().map(|o| o.number).chain(["1999999999"]);
+        for number in numbers {
+            for task in TASKS {
+                let intent =
+                    intents.intents().iter().find(|i| i.task.as_ref().is_some_and(|t| t.name == task));
+                let template =
+                    &intent.unwrap_or_else(|| panic!("no intent does {task}")).task.as_ref().unwrap().answer;
+                for lang in ["zh", "en"] {
+                    let request = json!({"lang": lang, "slots": {"order": number, "address": "上海市浦东新区世纪大道100号"}});
+                    let mut values = request["slots"].clone();
+                    let fields = answer(task, &request).unwrap();
+                    values.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+                    let lang = if lang == "zh" { crate::domain::Lang::Zh } else { crate::domain::Lang::En };
+                    let reply = crate::intents::template::render(template.get(lang), &values)
+                        .unwrap_or_else(|e| panic!("{task} for {number} in {lang:?}: {e}"));
+                    assert!(reply.contains(number), "{task} for {number}: {reply}");
+                }
+            }
+        }
+    }
 }

@@ -39,6 +39,11 @@ pub struct IntentFile {
     /// For `route`: the FAQ tags or categories the intent stands for, e.g. `["shipping"]`.
     #[serde(default)]
     pub topics: Vec<String>,
+    /// Among intents whose rules match one message and that do the same kind of thing (two
+    /// tasks), the higher priority wins; 0 unless set. The general order lookup is -1, so that
+    /// "订单… 能快点发吗" is a request to hurry the order, not a lookup.
+    #[serde(default)]
+    pub priority: i32,
     /// For `task`: the name of the store's endpoint the bot calls, e.g. `order_status`.
     #[serde(default)]
     pub task: Option<String>,
@@ -176,6 +181,7 @@ impl IntentFile {
             slots,
             topics,
             task,
+            priority: self.priority,
         })
     }
 }

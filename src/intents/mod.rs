@@ -37,6 +37,8 @@ pub struct Intent {
     pub topics: Vec<String>,
     /// For a task intent: the endpoint it calls and the replies it fills.
     pub task: Option<Task>,
+    /// Breaks ties between intents of the same kind whose rules match one message: higher wins.
+    pub priority: i32,
 }
 
 impl Intent {
@@ -163,7 +165,8 @@ impl IntentSet {
         self.intents.iter().position(|i| i.name == name)
     }
 
-    /// The most decisive rule matching `text`: handoffs first, then order lookups, then replies.
+    /// The most decisive rule matching `text`: handoffs first, then tasks, then replies; among
+    /// intents of one kind, the higher priority, then the first in file order.
     pub fn match_rules(&self, text: &str) -> Option<RuleMatch> {
         let text = text.trim();
         // Most messages match no rule: `is_match` settles them on the fast DFA path, where
@@ -175,7 +178,10 @@ impl IntentSet {
             .matches(text)
             .into_iter()
             .map(|k| self.rule_owner[k])
-            .min_by_key(|&(intent, rule)| (self.intents[intent].action.precedence(), intent, rule))
+            .min_by_key(|&(intent, rule)| {
+                let it = &self.intents[intent];
+                (it.action.precedence(), std::cmp::Reverse(it.priority), intent, rule)
+            })
             .map(|(intent, rule)| RuleMatch { intent, rule: self.intents[intent].rules[rule].clone() })
     }
 }
@@ -254,6 +260,10 @@ mod tests {
             ("我的快递到哪里了？", Some("order_status")),
             ("X1 多少钱", None),
             ("what colours does the X1 come in", None),
+            // A task that names the order outranks the general lookup.
+            ("订单2026112312345678 能快点发吗", Some("urge_shipping")),
+            ("could you expedite my order 2026112312345678", Some("urge_shipping")),
+            ("取消订单 2026112298765432", Some("cancel_order")),
         ];
         for (text, want) in cases {
             assert_eq!(matched(&set, text).as_deref(), want, "for {text:?}");
